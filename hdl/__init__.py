@@ -1,0 +1,1 @@
+"""Platform-independent gateware, each block with a pure-Python golden model beside it."""

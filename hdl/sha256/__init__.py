@@ -1,0 +1,1 @@
+"""SHA-256: golden model and round/compression gateware."""

@@ -1,0 +1,1 @@
+"""Sub-commands of ``nangua``; see :mod:`nangua.cli`."""
