@@ -1,0 +1,79 @@
+"""The cocotb runner on a small real component, on both simulators."""
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from nangua.sim import runner
+
+
+class StreamRegister(wiring.Component):
+    """One registered stage between two streams (the smallest design with a pipeline).
+
+    ``i.ready`` is combinational from ``o.ready`` and the stage's fullness.
+    """
+
+    def __init__(self, width):
+        self.width = width
+        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.i.ready):
+            m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+        return m
+
+
+class BrokenRegister(StreamRegister):
+    """Drops its payload when stalled: the bench must catch it."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        with m.If(self.o.valid & ~self.o.ready):
+            m.d.sync += self.o.payload.eq(self.o.payload + 1)
+        return m
+
+
+def test_verilog_convert():
+    assert "module stream_register" in runner.convert(StreamRegister(16), "stream_register")
+
+
+def test_icarus_fix_rewrites_always_star():
+    text = runner.convert(StreamRegister(8), "stream_register")
+    assert "always @*" in text
+    fixed = runner.icarus_fixed(text)
+    assert "always @*" not in fixed and "always_comb" in fixed
+
+
+def test_build_dir_per_parameter_set():
+    a = runner.convert(StreamRegister(8), "stream_register")
+    b = runner.convert(StreamRegister(9), "stream_register")
+    assert runner.build_dir("stream_register", "icarus", a) == \
+        runner.build_dir("stream_register", "icarus", a)
+    assert runner.build_dir("stream_register", "icarus", a) != \
+        runner.build_dir("stream_register", "icarus", b)
+    assert runner.build_dir("stream_register", "icarus", a) != \
+        runner.build_dir("stream_register", "verilator", a)
+    assert runner.build_dir("stream_register", "icarus", a).parent == runner.BUILD_ROOT
+
+
+def test_unknown_simulator():
+    with pytest.raises(ValueError, match=r"^simulator must be one of icarus, verilator, "
+                                         r"not 'ghdl'$"):
+        runner.run(None, "nangua.sim.benches.passthrough", simulator="ghdl")
+
+
+@pytest.mark.parametrize("simulator", runner.SIMULATORS)
+def test_stream_register(simulator):
+    directory = runner.run(StreamRegister(16), "nangua.sim.benches.passthrough",
+                           simulator=simulator, toplevel="stream_register", seed=1)
+    assert (directory / "results.xml").exists()
+
+
+@pytest.mark.parametrize("simulator", runner.SIMULATORS)
+def test_bench_catches_a_broken_register(simulator):
+    with pytest.raises(runner.SimulationFailed, match="withdrawn or changed while stalled"):
+        runner.run(BrokenRegister(16), "nangua.sim.benches.passthrough", simulator=simulator,
+                   toplevel="broken_register", seed=1, testcase="test_gaps_and_backpressure")
