@@ -141,7 +141,8 @@ class Reason(enum.IntEnum):
     DST_RANGE = 9
     #: Input and output maps share at least one line.
     OVERLAP = 10
-    #: Weights, batch-norm table or activation table extend past the end of the weight memory.
+    #: Weights, batch-norm table or activation table extend past the end of the weight memory,
+    #: or a table (``bwsx_base_addr``, ``active_addr``) is not 8-byte aligned.
     WEIGHT_RANGE = 11
 
 
