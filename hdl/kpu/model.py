@@ -171,22 +171,24 @@ def convolve(x, w, *, depthwise, pad_value, arg_x, shr_x, arg_w, shr_w, arg_add)
     out_channels, group, k, _ = w.shape
     pad = k // 2
     xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), constant_values=pad_value)
-    # Taps as C×k×k×H×W: entry (c, ky, kx, y, x) is the input under tap (ky, kx) of pixel (y, x).
-    taps = np.empty((channels, k, k, height, width), dtype=np.float64)
+    wf = w.astype(np.float64)
+    # Accumulate tap by tap in float64, exact here: every partial sum is below
+    # 1024·9·255·255 < 2**53.
+    products = np.zeros((out_channels, height * width), dtype=np.float64)
+    sum_x = np.zeros((channels, height * width), dtype=np.float64)
     for ky in range(k):
         for kx in range(k):
-            taps[:, ky, kx] = xp[:, ky:ky + height, kx:kx + width]
-    wf = w.astype(np.float64)
-    # float64 is exact here: every partial sum is below 1024·9·255·255 < 2**53.
-    if depthwise:
-        products = np.einsum("cyxhw,cyx->chw", taps, wf[:, 0])
-        sum_x = taps.sum(axis=(1, 2))                             # C×H×W
-    else:
-        products = (wf.reshape(out_channels, -1) @ taps.reshape(-1, height * width))
-        products = products.reshape(out_channels, height, width)
-        sum_x = np.broadcast_to(taps.sum(axis=(0, 1, 2)), (out_channels, height, width))
-    products = np.rint(products).astype(np.int64)
-    sum_x = np.rint(sum_x).astype(np.int64)
+            shifted = xp[:, ky:ky + height, kx:kx + width].reshape(channels, -1)
+            shifted = shifted.astype(np.float64)
+            sum_x += shifted
+            if depthwise:
+                products += wf[:, 0, ky, kx][:, None] * shifted
+            else:
+                products += wf[:, :, ky, kx] @ shifted
+    if not depthwise:
+        sum_x = sum_x.sum(axis=0, keepdims=True)
+    products = np.rint(products).astype(np.int64).reshape(out_channels, height, width)
+    sum_x = np.rint(sum_x).astype(np.int64).reshape(-1, height, width)
     sum_w = w.reshape(out_channels, -1).astype(np.int64).sum(axis=1)[:, None, None]
     acc = (products + ((np.int64(arg_x) * sum_x) >> shr_x)
            + ((np.int64(arg_w) * sum_w) >> shr_w) + np.int64(arg_add) * group)
