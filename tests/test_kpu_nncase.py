@@ -14,7 +14,9 @@ import pytest
 
 from nangua.hdl.kpu.descriptor import PoolType, Reason, make_layer
 from nangua.hdl.kpu.featuremap import LINE_BYTES, read_fmap, write_fmap
-from nangua.hdl.kpu.kmodel import KpuDownload, KpuUpload, read_k210_program, weight_memory
+from nangua.hdl.kpu.kmodel import (
+    KmodelError, KpuDownload, KpuUpload, read_k210_program, weight_memory,
+)
 from nangua.hdl.kpu.model import KPU_RAM_BYTES, check, run_layers
 
 DATA = pathlib.Path(__file__).parent / "data" / "kpu"
@@ -89,3 +91,23 @@ def test_kmodel_tables_are_where_the_layer_says():
     assert layer.weights.size == d.o_ch_num * d.i_ch_num * 9 == d.para_size * d.load_time
     assert layer.batch_norm.size == 8 * d.o_ch_num
     assert layer.activation.size == 144
+
+
+def test_kmodel_reader_rejects_other_files():
+    with pytest.raises(KmodelError, match=r"^Not a version 5 kmodel \(identifier b'KMDL', "
+                                          r"version 5\)$"):
+        read_k210_program(b"KMDL" + (5).to_bytes(4, "little") + bytes(24))
+
+
+def test_kmodel_reader_rejects_unknown_k210_opcode():
+    data = bytearray((DATA / "conv3x3_c8_o16_12x12_relu.kmodel").read_bytes())
+    program = read_k210_program(data)
+    text_op = program.ops[0]
+    assert isinstance(text_op, KpuUpload)
+    # The upload's output range (KPU RAM, location 64) appears once: find the op by it.
+    needle = bytes([64, text_op.output.datatype, 0, 0]) + text_op.output.start.to_bytes(4, "little")
+    at = data.find(needle) - 16
+    assert data[at] == 0
+    data[at] = 9
+    with pytest.raises(KmodelError, match=r"^Unknown K210 opcode 9 at text offset 0$"):
+        read_k210_program(data)
