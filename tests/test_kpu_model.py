@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nangua.hdl.kpu.descriptor import (
-    PoolType, Reason, make_layer, pack_activation, pack_batchnorm,
+    LayerDescriptor, PoolType, Reason, make_layer, pack_activation, pack_batchnorm,
 )
 from nangua.hdl.kpu.featuremap import read_fmap, write_fmap
 from nangua.hdl.kpu.model import (
@@ -289,3 +289,47 @@ def test_run_layer_error_leaves_ram_unchanged():
         run_layer(BASE.replace(image_dst_addr=10), ram, bytearray(4096))
     assert info.value.reason == Reason.OVERLAP
     assert bytes(ram) == before
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_check_returns_a_reason_for_any_words_seed(seed):
+    rng = random.Random(seed)
+    seen = set()
+    for _ in range(500):
+        words = [rng.getrandbits(64) for _ in range(12)]
+        seen.add(check(LayerDescriptor.from_words(words), weight_size=1 << 20))
+    assert Reason.KERNEL_TYPE in seen and Reason.OK not in seen
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_make_layer_random_layers_pass_check_and_run_seed(seed):
+    rng = random.Random(seed)
+    depthwise = rng.random() < 0.3
+    in_channels = rng.randrange(1, 40)
+    out_channels = in_channels if depthwise else rng.randrange(1, 40)
+    pool_type = rng.choice(list(PoolType))
+    stride = {0: 1, 8: 1, 9: 1, 3: 4, 4: 4, 7: 4}.get(pool_type, 2)
+    width, height = rng.randrange(stride, 70), rng.randrange(stride, 20)
+    k = rng.choice((1, 3))
+    src = rng.randrange(0, 100)
+    d = make_layer(in_channels=in_channels, out_channels=out_channels, width=width,
+                   height=height, kernel_size=k, depthwise=depthwise, pool_type=pool_type,
+                   src_addr=src, dst_addr=src + 3 * 40 * 20, weights_addr=8,
+                   bn_addr=65536, act_addr=65536 + 8 * 64, arg_x=-128,
+                   arg_w=-rng.randrange(256), arg_add=rng.randrange(1 << 16),
+                   pad_value=rng.randrange(256))
+    assert check(d, weight_size=1 << 17) == Reason.OK
+    weights = bytearray(rng.randbytes(1 << 17))
+    weights[65536:65536 + 8 * 64] = pack_batchnorm(
+        [(rng.randrange(1, 1 << 12), rng.randrange(16), rng.randrange(-1000, 1000))] * 64)
+    weights[65536 + 8 * 64:65536 + 8 * 64 + 144] = pack_activation(
+        [(NEG, 0, 0, 0)] + [(-(1 << 20) + (i << 16), rng.randrange(1, 100), 12, i * 10)
+                            for i in range(15)])
+    ram = bytearray(rng.randbytes(1 << 18))
+    before = np.frombuffer(bytes(ram), dtype=np.uint8)
+    run_layer(d, ram, weights)
+    after = np.frombuffer(bytes(ram), dtype=np.uint8)
+    changed = np.flatnonzero(before != after)
+    if len(changed):
+        first, last = changed[0] // 64, changed[-1] // 64
+        assert d.image_dst_addr <= first and last < d.image_dst_addr + d.output_lines
