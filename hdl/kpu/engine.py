@@ -1,0 +1,940 @@
+"""The KPU layer engine: checks one descriptor, then runs it from KPU RAM to KPU RAM.
+
+Dataflow of one layer (output channels in groups of ``lanes``; depthwise layers one channel
+at a time)::
+
+    weight memory ─► activation table, batch-norm entries, coefficient buffers (a group)
+    KPU RAM ─► feeder (row words) ─► emitter (one column a cycle) ─► window (3×3 or 9×1)
+          ─► MAC array (lanes × 9) ─► row accumulators (double-buffered by row parity)
+          ─► post (conv args, batch-norm, activation, pool) ─► KPU RAM
+
+For output row ``y`` the engine sweeps every weight entry ``e`` (an input channel for 3×3, nine
+input channels for 1×1) along the row: each cycle one column of the input enters, one window
+leaves, and ``lanes × 9`` products are accumulated into ``acc[lane][x]``. While row ``y + 1``
+accumulates into the other buffer, the post pipeline turns row ``y`` into output bytes.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES
+from .featuremap import LINE_BYTES
+from .layouts import (ActSegmentLayout, BatchNormLayout, DescriptorLayout, GatewareReason,
+                      REASON_BITS)
+from .mac import LATENCY as MAC_LATENCY
+from .mac import TAPS, MacArray
+
+__all__ = ["KpuEngine"]
+
+ACC_BITS = 36           # conv and batch-norm results wrap to signed 36 bits, as in nncase
+ACC_SUM_BITS = 32       # Σ x·w over ≤ 1024·9 taps < 2³⁰
+X_SUM_BITS = 24         # Σ x over ≤ 1024·9 taps < 2²²
+W_SUM_BITS = 24         # Σ w of one output channel
+POOL_BITS = 12          # sum of 16 uint8 values
+WEIGHT_WORD_BYTES = 8   # the weight memory is 64-bit words (one side-table entry each)
+SEGMENTS = 16
+
+
+class _Pool(enum.Enum, shape=4):
+    BYPASS = 0
+    MAX_2_S2 = 1
+    MEAN_2_S2 = 2
+    MAX_4_S4 = 3
+    MEAN_4_S4 = 4
+    LEFT_TOP_2_S2 = 5
+    RIGHT_TOP_2_S2 = 6
+    LEFT_TOP_4_S4 = 7
+    MEAN_2_S1 = 8
+    MAX_2_S1 = 9
+
+
+def _check_int(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}, not {value!r}")
+
+
+class KpuEngine(wiring.Component):
+    """Runs K210 layer descriptors on a KPU RAM and a weight memory it does not own.
+
+    Parameters
+    ----------
+    ram_words : int
+        Depth of the KPU RAM in words of ``ram_word_bytes`` (a whole number of 64-byte lines).
+    ram_word_bytes : int
+        8 or 16: bytes per KPU RAM word. Every row of a feature map starts 16-byte aligned, so
+        a row is read whole words at a time.
+    weight_words : int
+        Depth of the weight memory in 64-bit words.
+    lanes : int
+        Output channels computed in parallel; the MAC array has ``9 × lanes`` multipliers.
+    max_width : int
+        Widest input map (accumulator depth per row).
+    max_entries : int
+        Depth of the coefficient buffer: input channels of a 3×3 layer, ⌈channels / 9⌉ of a
+        1×1 layer (a depthwise layer needs one).
+    platform : platform or None
+        Passed to :class:`.mac.MacArray` (DSP primitives when given).
+
+    Members
+    -------
+    desc : In(stream.Signature(DescriptorLayout))
+        One layer per transfer; accepted only while idle.
+    done : Out(1)
+        One-cycle pulse when a layer finishes or is rejected.
+    error : Out(1)
+        With ``done``: the layer was rejected (nothing was written).
+    reason : Out(REASON_BITS)
+        With ``done``: a :class:`.layouts.GatewareReason` (``OK`` when it ran).
+    int_en : Out(1)
+        With ``done``: the layer's ``int_en`` bit.
+    busy : Out(1)
+        A layer is being checked or run.
+    eight_bit_mode : In(1)
+        0 (16-bit weights) rejects layers with ``CONFIG_LIMIT``.
+    ram_rd, ram_wr, w_rd : memory ports (driven by the engine)
+        KPU RAM read and write (byte-granular) ports, weight memory read port.
+
+    Throughput: one column per cycle (``9 × lanes`` MACs) while a row sweeps; between weight
+    groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles).
+    """
+    def __init__(self, *, ram_words, ram_word_bytes=16, weight_words, lanes=2, max_width=64,
+                 max_entries=64, platform=None):
+        try:
+            self._check_parameters(ram_words, ram_word_bytes, weight_words, lanes, max_width,
+                                   max_entries)
+        except ValueError:
+            self._MustUse__silence = True   # a rejected object is not an unused design
+            raise
+        self._ram_words = ram_words
+        self._ram_word_bytes = ram_word_bytes
+        self._weight_words = weight_words
+        self._lanes = lanes
+        self._max_width = max_width
+        self._max_entries = max_entries
+        self._platform = platform
+        ram_shape = unsigned(8 * ram_word_bytes)
+        ram_addr = max(1, (ram_words - 1).bit_length())
+        w_addr = max(1, (weight_words - 1).bit_length())
+        super().__init__({
+            "desc": In(wiring.Signature({"valid": Out(1), "ready": In(1),
+                                         "payload": Out(DescriptorLayout)})),
+            "done": Out(1),
+            "error": Out(1),
+            "reason": Out(REASON_BITS),
+            "int_en": Out(1),
+            "busy": Out(1),
+            "eight_bit_mode": In(1, init=1),
+            "ram_rd": In(memory.ReadPort.Signature(addr_width=ram_addr, shape=ram_shape)),
+            "ram_wr": In(memory.WritePort.Signature(addr_width=ram_addr, shape=ram_shape,
+                                                    granularity=8)),
+            "w_rd": In(memory.ReadPort.Signature(addr_width=w_addr, shape=unsigned(64))),
+        })
+
+    @staticmethod
+    def _check_parameters(ram_words, ram_word_bytes, weight_words, lanes, max_width,
+                          max_entries):
+        if ram_word_bytes not in (8, 16):
+            raise ValueError(f"KPU RAM word must be 8 or 16 bytes, not {ram_word_bytes!r}")
+        _check_int("KPU RAM depth", ram_words, 1, 1 << 24)
+        if ram_words * ram_word_bytes % LINE_BYTES:
+            raise ValueError(f"KPU RAM of {ram_words} words of {ram_word_bytes} bytes is not a "
+                             f"whole number of {LINE_BYTES}-byte lines")
+        _check_int("Weight memory depth", weight_words, 18, 1 << 24)
+        _check_int("Lanes", lanes, 1, 64)
+        _check_int("Maximum width", max_width, 1, 1024)
+        _check_int("Maximum entries", max_entries, 1, 1024)
+
+    lanes = property(lambda self: self._lanes)
+    max_width = property(lambda self: self._max_width)
+    max_entries = property(lambda self: self._max_entries)
+    ram_word_bytes = property(lambda self: self._ram_word_bytes)
+    ram_words = property(lambda self: self._ram_words)
+    weight_words = property(lambda self: self._weight_words)
+
+    @property
+    def mac_units(self):
+        return TAPS * self._lanes
+
+    # ------------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        P = self._lanes
+        B = self._ram_word_bytes
+        WMAX = self._max_width
+        E = self._max_entries
+        ram_lines = self._ram_words * B // LINE_BYTES
+        weight_bytes = self._weight_words * WEIGHT_WORD_BYTES
+        log_b = B.bit_length() - 1
+
+        d = Signal(DescriptorLayout)
+        # Layer geometry (valid from CHECK onward).
+        C = Signal(11)
+        OC = Signal(11)
+        W = Signal(11)
+        H = Signal(10)
+        OW = Signal(11)
+        OH = Signal(10)
+        k3 = Signal()
+        dw = Signal()
+        pool = Signal(_Pool)
+        m.d.comb += [
+            C.eq(d.i_ch_num + 1), OC.eq(d.o_ch_num + 1),
+            W.eq(d.i_row_wid + 1), H.eq(d.i_col_high + 1),
+            OW.eq(d.o_row_wid + 1), OH.eq(d.o_col_high + 1),
+            k3.eq(d.kernel_type == 1), dw.eq(d.depth_wise_layer),
+            pool.eq(d.pool_type),
+        ]
+        g_ic = Signal(11)                   # input channels per output channel
+        n_entries = Signal(11)              # coefficient entries per output channel
+        per_oc = Signal(14)                 # weight bytes per output channel
+        m.d.comb += [
+            g_ic.eq(Mux(dw, 1, C)),
+            per_oc.eq(Mux(k3, g_ic * 9, g_ic)),
+            n_entries.eq(Mux(dw, 1, Mux(k3, C, (C + 8) // 9))),
+        ]
+        group_size = Signal(range(P + 1))
+        m.d.comb += group_size.eq(Mux(dw, 1, P))
+        in_shift = Signal(2)                # log2(coef_group)
+        out_shift = Signal(2)               # log2(wb_group)
+        m.d.comb += [
+            in_shift.eq(Mux(d.coef_group == 4, 2, Mux(d.coef_group == 2, 1, 0))),
+            out_shift.eq(Mux(d.wb_group == 4, 2, Mux(d.wb_group == 2, 1, 0))),
+        ]
+        stride = Signal(3)
+        with m.Switch(pool):
+            with m.Case(_Pool.BYPASS, _Pool.MEAN_2_S1, _Pool.MAX_2_S1):
+                m.d.comb += stride.eq(1)
+            with m.Case(_Pool.MAX_4_S4, _Pool.MEAN_4_S4, _Pool.LEFT_TOP_4_S4):
+                m.d.comb += stride.eq(4)
+            with m.Default():
+                m.d.comb += stride.eq(2)
+
+        # ---- checks (two register stages) -------------------------------------------------
+        reason = Signal(REASON_BITS)
+        chk = self._checks(m, d, C, OC, W, H, OW, OH, k3, dw, stride, per_oc, n_entries,
+                           ram_lines, weight_bytes)
+
+        # ---- group state ------------------------------------------------------------------
+        oc0 = Signal(11)                    # first output channel of the group
+        lanes_active = Signal(range(P + 1))
+        m.d.comb += lanes_active.eq(Mux(OC - oc0 < group_size, OC - oc0, group_size))
+
+        # Activation table and per-lane batch-norm, Σw.
+        xs = Array(Signal(signed(36), name=f"act_x_start_{s}") for s in range(SEGMENTS))
+        ym = Array(Signal(signed(16), name=f"act_y_mul_{s}") for s in range(SEGMENTS))
+        ash = Array(Signal(6, name=f"act_shift_{s}") for s in range(SEGMENTS))
+        abias = Array(Signal(8, name=f"act_bias_{s}") for s in range(SEGMENTS))
+        bn_mul = Array(Signal(signed(24), name=f"bn_mul_{j}") for j in range(P))
+        bn_add = Array(Signal(signed(32), name=f"bn_add_{j}") for j in range(P))
+        bn_shift = Array(Signal(4, name=f"bn_shift_{j}") for j in range(P))
+        w_sum = Array(Signal(W_SUM_BITS, name=f"w_sum_{j}") for j in range(P))
+        add_term = Signal(signed(52))       # arg_add · G
+
+        # ---- memories private to the engine -----------------------------------------------
+        m.submodules.coef = coef = memory.Memory(
+            shape=data.ArrayLayout(data.ArrayLayout(8, TAPS), P), depth=E, init=[])
+        coef_wr = coef.write_port(granularity=1)      # one lane (array element)
+        coef_rd = coef.read_port()
+        m.submodules.acc = acc = memory.Memory(
+            shape=data.ArrayLayout(ACC_SUM_BITS, P), depth=2 * WMAX, init=[])
+        m.submodules.xsum = xsum = memory.Memory(shape=X_SUM_BITS, depth=2 * WMAX, init=[])
+        acc_wr = acc.write_port()
+        acc_rd = acc.read_port(transparent_for=(acc_wr,))
+        acc_post = acc.read_port()
+        xsum_wr = xsum.write_port()
+        xsum_rd = xsum.read_port(transparent_for=(xsum_wr,))
+        xsum_post = xsum.read_port()
+        m.submodules.pbuf = pbuf = memory.Memory(shape=POOL_BITS, depth=P * WMAX, init=[])
+        pbuf_wr = pbuf.write_port()
+        pbuf_rd = pbuf.read_port(transparent_for=(pbuf_wr,))
+
+        # ---- control FSM ------------------------------------------------------------------
+        run_start = Signal()                # pulse: a group's compute begins
+        group_done = Signal()               # compute and post of the group have drained
+        w_addr = Signal(32)                 # weight memory word address being read
+        w_count = Signal(range(max(P, SEGMENTS + 2) + 1))
+        w_arrive = Signal()                 # the read issued last cycle returns this cycle
+        w_index = Signal.like(w_count)
+        m.d.sync += [w_arrive.eq(0), self.done.eq(0)]
+        m.d.comb += [self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(1)]
+        # Coefficient loader state.
+        coef_start = Signal()
+        coef_done = Signal()
+
+        with m.FSM(name="ctrl"):
+            with m.State("IDLE"):
+                m.d.comb += self.desc.ready.eq(1)
+                with m.If(self.desc.valid):
+                    m.d.sync += d.eq(self.desc.payload)
+                    m.next = "CHECK1"
+            with m.State("CHECK1"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "CHECK2"
+            with m.State("CHECK2"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += reason.eq(chk)
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(reason != GatewareReason.OK):
+                    m.d.sync += [self.done.eq(1), self.error.eq(1), self.reason.eq(reason),
+                                 self.int_en.eq(d.int_en)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += [oc0.eq(0), w_addr.eq(d.active_addr >> 3), w_count.eq(0),
+                                 add_term.eq(d.arg_add * g_ic)]
+                    m.next = "ACT"
+            with m.State("ACT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(w_count < SEGMENTS + 2):
+                    m.d.sync += [w_addr.eq(w_addr + 1), w_count.eq(w_count + 1),
+                                 w_arrive.eq(1), w_index.eq(w_count)]
+                with m.If(w_arrive):
+                    seg = ActSegmentLayout(self.w_rd.data)
+                    with m.If(w_index < SEGMENTS):
+                        m.d.sync += [xs[w_index].eq(seg.x_start), ym[w_index].eq(seg.y_mul),
+                                     ash[w_index].eq(Mux(seg.shift > 63, 63, seg.shift))]
+                    for half in range(2):
+                        with m.If(w_index == SEGMENTS + half):
+                            m.d.sync += [abias[8 * half + b].eq(self.w_rd.data.word_select(b, 8))
+                                         for b in range(8)]
+                    with m.If(w_index == SEGMENTS + 1):
+                        m.next = "BN_SETUP"
+            with m.State("BN_SETUP"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [w_addr.eq((d.bwsx_base_addr >> 3) + oc0), w_count.eq(0)]
+                m.next = "BN"
+            with m.State("BN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(w_count < lanes_active):
+                    m.d.sync += [w_addr.eq(w_addr + 1), w_count.eq(w_count + 1),
+                                 w_arrive.eq(1), w_index.eq(w_count)]
+                with m.If(w_arrive):
+                    bn = BatchNormLayout(self.w_rd.data)
+                    m.d.sync += [bn_mul[w_index].eq(bn.mul), bn_add[w_index].eq(bn.add),
+                                 bn_shift[w_index].eq(bn.shift)]
+                with m.If((w_count == lanes_active) & ~w_arrive):
+                    m.d.comb += coef_start.eq(1)
+                    m.next = "COEF"
+            with m.State("COEF"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(coef_done):
+                    m.d.comb += run_start.eq(1)
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(group_done):
+                    with m.If(oc0 + group_size >= OC):
+                        m.d.sync += [self.done.eq(1), self.error.eq(0),
+                                     self.reason.eq(GatewareReason.OK),
+                                     self.int_en.eq(d.int_en)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += oc0.eq(oc0 + group_size)
+                        m.next = "BN_SETUP"
+
+        self._coef_loader(m, d, coef_start, coef_done, w_addr, w_sum, coef_wr, per_oc,
+                          n_entries, lanes_active, oc0, k3)
+
+        # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
+        R_MAX = TAPS
+        rows = Mux(k3, 3, R_MAX)
+        n_blocks = Signal(range(WMAX // B + 2))
+        m.d.comb += n_blocks.eq((W + B - 1) >> log_b)
+        fy = Signal(10)
+        fe = Signal(11)
+        fk = Signal.like(n_blocks)
+        fr = Signal(4)
+        feeding = Signal()
+        fill_state = Signal(2)              # 0 empty, 1 filling, 2 full
+        fill = Array(Signal(8 * B, name=f"fill_{r}") for r in range(R_MAX))
+        FillMeta = data.StructLayout({
+            "y": 10, "e": 11, "k": n_blocks.shape(), "ncols": range(B + 1), "group_last": 1,
+        })
+        fill_meta = Signal(FillMeta)
+        rows_done = Signal(11)
+        rows_freed = Signal(11)
+        # Stage A: one row-segment request.
+        a_valid = Signal()
+        a_row_ok = Signal()
+        a_r = Signal(4)
+        a_last = Signal()
+        a_addr = Signal(32)
+        # Stage B: request on the port.
+        b_valid = Signal()
+        b_row_ok = Signal()
+        b_r = Signal(4)
+        b_last = Signal()
+        m.d.comb += [self.ram_rd.addr.eq(a_addr), self.ram_rd.en.eq(1)]
+        m.d.sync += [a_valid.eq(0), b_valid.eq(a_valid), b_row_ok.eq(a_row_ok), b_r.eq(a_r),
+                     b_last.eq(a_last)]
+
+        with m.If(run_start):
+            m.d.sync += [fy.eq(0), fe.eq(0), fk.eq(0), fr.eq(0), feeding.eq(1),
+                         fill_state.eq(0), rows_done.eq(0), rows_freed.eq(0)]
+
+        # The row segment that request ``fr`` reads.
+        ch = Signal(11)
+        yy = Signal(signed(12))
+        row_ok = Signal()
+        with m.If(k3):
+            m.d.comb += [ch.eq(Mux(dw, oc0, fe)), yy.eq(fy - 1 + fr),
+                         row_ok.eq((fr < 3) & (yy >= 0) & (yy < H))]
+        with m.Else():
+            m.d.comb += [ch.eq(Mux(dw, oc0, fe * 9 + fr)), yy.eq(fy),
+                         row_ok.eq(Mux(dw, fr == 0, ch < C))]
+        line = (d.image_src_addr + (ch >> in_shift) * d.channel_switch_addr
+                + yy.as_unsigned()[:10] * d.row_switch_addr)
+        in_pitch_shift = Signal(3)          # log2 of the row pitch: 6 − log2(coef_group)
+        in_slot = Signal(2)                 # channel's slot within its line
+        m.d.comb += [in_pitch_shift.eq(6 - in_shift),
+                     in_slot.eq(ch & Mux(in_shift == 2, 3, Mux(in_shift == 1, 1, 0)))]
+        byte = line * LINE_BYTES + (in_slot << in_pitch_shift) + fk * B
+        block_start = Signal()
+        row_gate = Signal()
+        m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + 2))
+        with m.If(feeding & (((fill_state == 0) & row_gate) | ((fill_state == 1) & (fr != 0)))):
+            m.d.sync += [a_valid.eq(1), a_row_ok.eq(row_ok), a_r.eq(fr),
+                         a_last.eq(fr == rows - 1), a_addr.eq(byte >> log_b)]
+            with m.If(fr == 0):
+                m.d.comb += block_start.eq(1)
+                m.d.sync += [
+                    fill_state.eq(1),
+                    fill_meta.y.eq(fy), fill_meta.e.eq(fe), fill_meta.k.eq(fk),
+                    fill_meta.ncols.eq(Mux(W - fk * B < B, W - fk * B, B)),
+                    fill_meta.group_last.eq((fy == H - 1) & (fe == n_entries - 1)
+                                            & (fk == n_blocks - 1)),
+                ]
+            with m.If(fr == rows - 1):
+                m.d.sync += fr.eq(0)
+                with m.If(fk == n_blocks - 1):
+                    m.d.sync += fk.eq(0)
+                    with m.If(fe == n_entries - 1):
+                        m.d.sync += fe.eq(0)
+                        with m.If(fy == H - 1):
+                            m.d.sync += feeding.eq(0)
+                        with m.Else():
+                            m.d.sync += fy.eq(fy + 1)
+                    with m.Else():
+                        m.d.sync += fe.eq(fe + 1)
+                with m.Else():
+                    m.d.sync += fk.eq(fk + 1)
+            with m.Else():
+                m.d.sync += fr.eq(fr + 1)
+        pad_fill = Mux(k3, d.pad_value, 0).replicate(B)
+        with m.If(b_valid):
+            m.d.sync += fill[b_r].eq(Mux(b_row_ok, self.ram_rd.data, pad_fill))
+            with m.If(b_last):
+                m.d.sync += fill_state.eq(2)
+        # Rows a 3×3 sweep does not use must not disturb the window: keep them at 0.
+
+        # ---- emitter: one column a cycle ---------------------------------------------------
+        xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]
+        x_meta = Signal(FillMeta)
+        x_valid = Signal()
+        cx = Signal(range(B))
+        flush_pending = Signal()
+        emitting = Signal()
+        x_finishing = Signal()
+        m.d.comb += [emitting.eq(x_valid & ~flush_pending),
+                     x_finishing.eq(emitting & (cx == x_meta.ncols - 1))]
+        with m.If((fill_state == 2) & (~x_valid | x_finishing) & ~flush_pending):
+            m.d.sync += [x_valid.eq(1), cx.eq(0), x_meta.eq(fill_meta), fill_state.eq(0)]
+            m.d.sync += [xbuf[r].eq(fill[r]) for r in range(R_MAX)]
+        with m.Elif(x_finishing):
+            m.d.sync += x_valid.eq(0)
+        with m.If(emitting & ~x_finishing):
+            m.d.sync += cx.eq(cx + 1)
+        with m.If(x_finishing & x_meta.group_last):
+            m.d.sync += [flush_pending.eq(1), x_valid.eq(0)]
+        with m.If(flush_pending):
+            m.d.sync += flush_pending.eq(0)
+        with m.If(run_start):
+            m.d.sync += [x_valid.eq(0), flush_pending.eq(0)]
+
+        # Stage S1 (registered emitter output).
+        ColMeta = data.StructLayout({
+            "x": range(WMAX + 1), "y": 10, "first_e": 1, "last_e": 1, "last_x": 1,
+        })
+        s1_valid = Signal()
+        s1_flush = Signal()
+        s1_col = Signal(data.ArrayLayout(8, R_MAX))
+        s1_meta = Signal(ColMeta)
+        x_pos = x_meta.k * B + cx
+        m.d.sync += [s1_valid.eq(emitting), s1_flush.eq(flush_pending)]
+        m.d.sync += [s1_col[r].eq(Mux(k3 & (r >= 3), 0, xbuf[r].word_select(cx, 8)))
+                     for r in range(R_MAX)]
+        m.d.sync += [s1_meta.x.eq(x_pos), s1_meta.y.eq(x_meta.y),
+                     s1_meta.first_e.eq(x_meta.e == 0),
+                     s1_meta.last_e.eq(x_meta.e == n_entries - 1),
+                     s1_meta.last_x.eq(x_pos == W - 1)]
+        m.d.comb += coef_rd.addr.eq(x_meta.e)
+
+        # ---- window stage (S1 → S2) --------------------------------------------------------
+        s2_valid = Signal()
+        s2_taps = Signal(data.ArrayLayout(8, TAPS))
+        s2_w = Signal(data.ArrayLayout(data.ArrayLayout(8, TAPS), P))
+        s2_meta = Signal(ColMeta)
+        win_l = Signal(data.ArrayLayout(8, 3))
+        win_m = Signal(data.ArrayLayout(8, 3))
+        pend_valid = Signal()
+        pend_meta = Signal(ColMeta)
+        pend_w = Signal.like(s2_w)
+        pad_col = Signal(data.ArrayLayout(8, 3))
+        m.d.comb += [pad_col[r].eq(d.pad_value) for r in range(3)]
+        m.d.sync += s2_valid.eq(0)
+
+        def emit_window(left, mid, right, meta, weights):
+            taps = []
+            for r in range(3):
+                taps += [left[r], mid[r], right[r]]
+            m.d.sync += [s2_valid.eq(1), s2_meta.eq(meta), s2_w.eq(weights)]
+            m.d.sync += [s2_taps[t].eq(taps[t]) for t in range(TAPS)]
+
+        col3 = Signal(data.ArrayLayout(8, 3))
+        m.d.comb += [col3[r].eq(s1_col[r]) for r in range(3)]
+        with m.If(k3):
+            with m.If(s1_valid):
+                with m.If(s1_meta.x == 0):
+                    with m.If(pend_valid):
+                        emit_window(win_l, win_m, pad_col, pend_meta, pend_w)
+                    m.d.sync += [win_l.eq(pad_col), win_m.eq(col3), pend_meta.eq(s1_meta),
+                                 pend_w.eq(coef_rd.data), pend_valid.eq(1)]
+                with m.Else():
+                    emit_window(win_l, win_m, col3, pend_meta, pend_w)
+                    m.d.sync += [win_l.eq(win_m), win_m.eq(col3), pend_meta.eq(s1_meta)]
+            with m.If(s1_flush & pend_valid):
+                emit_window(win_l, win_m, pad_col, pend_meta, pend_w)
+                m.d.sync += pend_valid.eq(0)
+        with m.Else():
+            with m.If(s1_valid):
+                m.d.sync += [s2_valid.eq(1), s2_meta.eq(s1_meta), s2_w.eq(coef_rd.data),
+                             s2_taps.eq(s1_col)]
+        with m.If(run_start):
+            m.d.sync += pend_valid.eq(0)
+
+        # ---- MAC array and accumulation ----------------------------------------------------
+        m.submodules.mac = mac = MacArray(P, platform=self._platform)
+        m.d.comb += [mac.x.eq(s2_taps), mac.w.eq(s2_w)]
+        metas = [(s2_valid, s2_meta)]
+        for n in range(MAC_LATENCY):
+            valid, meta = Signal(name=f"mac_valid_{n}"), Signal(ColMeta, name=f"mac_meta_{n}")
+            m.d.sync += [valid.eq(metas[-1][0]), meta.eq(metas[-1][1])]
+            metas.append((valid, meta))
+        s3_valid, s3_meta = metas[-2]
+        s4_valid, s4_meta = metas[-1]
+        def acc_addr(parity, x):
+            return parity * WMAX + x
+
+        m.d.comb += [acc_rd.addr.eq(acc_addr(s3_meta.y[0], s3_meta.x)),
+                     xsum_rd.addr.eq(acc_addr(s3_meta.y[0], s3_meta.x)),
+                     acc_wr.addr.eq(acc_addr(s4_meta.y[0], s4_meta.x)),
+                     xsum_wr.addr.eq(acc_addr(s4_meta.y[0], s4_meta.x))]
+        for j in range(P):
+            m.d.comb += acc_wr.data[j].eq(Mux(s4_meta.first_e, 0, acc_rd.data[j]) + mac.sums[j])
+        m.d.comb += [xsum_wr.data.eq(Mux(s4_meta.first_e, 0, xsum_rd.data) + mac.x_sum),
+                     acc_wr.en.eq(s4_valid), xsum_wr.en.eq(s4_valid)]
+        with m.If(s4_valid & s4_meta.last_e & s4_meta.last_x):
+            m.d.sync += rows_done.eq(rows_done + 1)
+
+        # ---- post: conv args, batch-norm, activation, pool, write back --------------------
+        post_idle = self._post(m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active,
+                               rows_done, rows_freed, run_start, acc_post, xsum_post,
+                               pbuf_rd, pbuf_wr, xs, ym, ash, abias, bn_mul, bn_add,
+                               bn_shift, w_sum, add_term)
+
+        compute_idle = Signal()
+        m.d.comb += compute_idle.eq(~feeding & (fill_state == 0) & ~x_valid & ~flush_pending
+                                    & ~a_valid & ~b_valid & ~s1_valid & ~s1_flush
+                                    & ~s2_valid & ~Cat(v for v, _ in metas[1:]).any())
+        started = Signal()
+        with m.If(run_start):
+            m.d.sync += started.eq(1)
+        with m.If(group_done):
+            m.d.sync += started.eq(0)
+        m.d.comb += group_done.eq(started & ~run_start & compute_idle & (rows_done == H)
+                                  & post_idle)
+        return m
+
+    # ------------------------------------------------------------------------------------------
+    def _checks(self, m, d, C, OC, W, H, OW, OH, k3, dw, stride, per_oc, n_entries, ram_lines,
+                weight_bytes):
+        """Reason code of the latched descriptor, two cycles after it is latched: the order of
+        :func:`.model.check`, then this configuration's limits."""
+        R = GatewareReason
+        stride_shift = Mux(stride == 4, 2, Mux(stride == 2, 1, 0))
+        # Stage 1: products and layout values, registered.
+        row_len_in = Signal(5)
+        row_len_out = Signal(5)
+        groups_in = Signal(3)
+        groups_out = Signal(3)
+        m.d.comb += [
+            row_len_in.eq((W + 63) >> 6), row_len_out.eq((OW + 63) >> 6),
+            groups_in.eq(Mux(W <= 16, 4, Mux(W <= 32, 2, 1))),
+            groups_out.eq(Mux(OW <= 16, 4, Mux(OW <= 32, 2, 1))),
+        ]
+        r = {}
+
+        def reg(name, expr):
+            sig = Signal(expr.shape(), name=f"chk_{name}")
+            m.d.sync += sig.eq(expr)
+            r[name] = sig
+            return sig
+
+        reg("layout_ok",
+            (row_len_in < 16) & (row_len_out < 16)
+            & (d.row_switch_addr == row_len_in)
+            & (d.coef_group == groups_in)
+            & (d.wb_row_switch_addr == row_len_out)
+            & (d.wb_group == groups_out))
+        reg("chsw", row_len_in * H)
+        reg("wbchsw", row_len_out * OH)
+        reg("plane", OW * OH)
+        reg("per_load_bytes", (d.o_ch_num_coef + 1) * per_oc)
+        reg("load_hi", (d.load_time + 1) * (d.o_ch_num_coef + 1))
+        reg("load_lo", d.load_time * (d.o_ch_num_coef + 1))
+        reg("in_blocks", (C + groups_in - 1) >> Mux(groups_in == 4, 2, Mux(groups_in == 2, 1, 0)))
+        reg("out_blocks",
+            (OC + groups_out - 1) >> Mux(groups_out == 4, 2, Mux(groups_out == 2, 1, 0)))
+        reg("weights_end", d.para_start_addr + OC * per_oc)
+        reg("bn_end", d.bwsx_base_addr + OC * BN_ENTRY_BYTES)
+        reg("act_end", d.active_addr + ACT_TABLE_BYTES)
+
+        # Stage 2: the first failing reason.
+        input_lines = r["in_blocks"] * d.channel_switch_addr
+        output_lines = r["out_blocks"] * d.wb_channel_switch_addr
+        src_end = d.image_src_addr + input_lines
+        dst_end = d.image_dst_addr + output_lines
+        unsupported = (d.first_stride | d.bypass_conv | d.pad_type | d.ram_flag | d.full_add
+                       | (d.coef_column_offset != 0) | (d.coef_row_offset != 0)
+                       | (d.coef_size != 0) | ~d.load_para | ~d.load_coor | ~d.load_act)
+        layout_ok = (r["layout_ok"] & (d.channel_switch_addr == r["chsw"])
+                     & (d.wb_channel_switch_addr == r["wbchsw"])
+                     & (d.channel_byte_num + 1 == r["plane"])
+                     & (d.dma_total_byte + 1 == r["plane"] * OC))
+        loads_ok = ((d.o_ch_num_coef <= d.o_ch_num)
+                    & (d.para_size == r["per_load_bytes"])
+                    & (r["load_lo"] < OC) & (r["load_hi"] >= OC))
+        weights_bad = ((r["weights_end"] > weight_bytes) | (r["bn_end"] > weight_bytes)
+                       | (r["act_end"] > weight_bytes)
+                       | (d.bwsx_base_addr[:3] != 0) | (d.active_addr[:3] != 0))
+        limits_bad = ((W > self._max_width) | (n_entries > self._max_entries)
+                      | ~self.eight_bit_mode)
+        result = Signal(REASON_BITS)
+        with m.If(d.kernel_type > 1):
+            m.d.comb += result.eq(R.KERNEL_TYPE)
+        with m.Elif(d.pool_type > 9):
+            m.d.comb += result.eq(R.POOL_TYPE)
+        with m.Elif(unsupported):
+            m.d.comb += result.eq(R.UNSUPPORTED_MODE)
+        with m.Elif(dw & (C != OC)):
+            m.d.comb += result.eq(R.CHANNELS)
+        with m.Elif((OW != (W >> stride_shift)) | (OH != (H >> stride_shift))):
+            m.d.comb += result.eq(R.OUTPUT_SIZE)
+        with m.Elif(~layout_ok):
+            m.d.comb += result.eq(R.LAYOUT)
+        with m.Elif(~loads_ok):
+            m.d.comb += result.eq(R.WEIGHT_LOADS)
+        with m.Elif(src_end > ram_lines):
+            m.d.comb += result.eq(R.SRC_RANGE)
+        with m.Elif(dst_end > ram_lines):
+            m.d.comb += result.eq(R.DST_RANGE)
+        with m.Elif((d.image_src_addr < dst_end) & (d.image_dst_addr < src_end)):
+            m.d.comb += result.eq(R.OVERLAP)
+        with m.Elif(weights_bad):
+            m.d.comb += result.eq(R.WEIGHT_RANGE)
+        with m.Elif(limits_bad):
+            m.d.comb += result.eq(R.CONFIG_LIMIT)
+        with m.Else():
+            m.d.comb += result.eq(R.OK)
+        return result
+
+    # ------------------------------------------------------------------------------------------
+    def _coef_loader(self, m, d, start, done, w_addr, w_sum, coef_wr, per_oc, n_entries,
+                     lanes_active, oc0, k3):
+        """Copy the group's weights into the coefficient buffer, 8 bytes a cycle in, one
+        9-byte entry a cycle out (at most); sums each lane's weights into ``w_sum``."""
+        P = self._lanes
+        first = Signal(32)                  # byte address of the group's first weight
+        m.d.comb += first.eq(d.para_start_addr + oc0 * per_oc)
+        words_left = Signal(20)
+        skip = Signal(3)                    # bytes to drop from the first word
+        first_word = Signal()
+        buf = Signal(8 * 24)
+        count = Signal(range(25))
+        lane = Signal(range(P + 1))
+        entry = Signal(11)
+        remaining = Signal(14)              # bytes of the current lane not yet taken
+        active = Signal()
+        arrive = Signal()
+        m.d.sync += arrive.eq(0)
+        need = Signal(4)
+        m.d.comb += need.eq(Mux(remaining < 9, remaining, 9))
+        pop = Signal()
+        m.d.comb += pop.eq(active & (count >= need))
+        count_after_pop = Signal(range(25))
+        buf_after_pop = Signal.like(buf)
+        m.d.comb += [count_after_pop.eq(Mux(pop, count - need, count)),
+                     buf_after_pop.eq(Mux(pop, buf >> (need * 8), buf))]
+        incoming = Signal(64)
+        incoming_n = Signal(4)
+        m.d.comb += [incoming.eq(Mux(first_word, self.w_rd.data >> (skip * 8), self.w_rd.data)),
+                     incoming_n.eq(Mux(first_word, 8 - skip, 8))]
+        with m.If(arrive):
+            m.d.sync += [buf.eq(buf_after_pop | (incoming << (count_after_pop * 8))),
+                         count.eq(count_after_pop + incoming_n), first_word.eq(0)]
+        with m.Else():
+            m.d.sync += [buf.eq(buf_after_pop), count.eq(count_after_pop)]
+        # Issue a read when the word fits even if nothing is popped meanwhile.
+        with m.If(active & (words_left != 0)
+                  & (count_after_pop + Mux(arrive, incoming_n, 0) <= 16)):
+            m.d.sync += [w_addr.eq(w_addr + 1), words_left.eq(words_left - 1), arrive.eq(1)]
+        entry_bytes = Signal(8 * TAPS)
+        m.d.comb += entry_bytes.eq(buf & ((Const(1, 8 * TAPS + 1) << (need * 8)) - 1))
+        m.d.comb += [coef_wr.addr.eq(entry), coef_wr.en.eq(Mux(pop, 1 << lane, 0)),
+                     coef_wr.data.eq(entry_bytes.replicate(P))]
+        with m.If(pop):
+            m.d.sync += w_sum[lane].eq(w_sum[lane] + sum(entry_bytes.word_select(t, 8)
+                                                         for t in range(TAPS)))
+            with m.If(remaining == need):
+                m.d.sync += [entry.eq(0), remaining.eq(per_oc), lane.eq(lane + 1)]
+                with m.If(lane == lanes_active - 1):
+                    m.d.sync += active.eq(0)
+                    m.d.comb += done.eq(1)
+            with m.Else():
+                m.d.sync += [entry.eq(entry + 1), remaining.eq(remaining - need)]
+        # Last, so that it overrides the streaming updates above.
+        with m.If(start):
+            m.d.sync += [active.eq(1), w_addr.eq(first >> 3), skip.eq(first[:3]), buf.eq(0),
+                         first_word.eq(1), count.eq(0), lane.eq(0), entry.eq(0),
+                         remaining.eq(per_oc),
+                         words_left.eq((first[:3] + lanes_active * per_oc + 7) >> 3)]
+            m.d.sync += [w_sum[j].eq(0) for j in range(P)]
+
+    # ------------------------------------------------------------------------------------------
+    def _post(self, m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active, rows_done,
+              rows_freed, run_start, acc_post, xsum_post, pbuf_rd, pbuf_wr, xs, ym, ash, abias,
+              bn_mul, bn_add, bn_shift, w_sum, add_term):
+        """Post pipeline; returns a signal that is 1 when it has nothing left to do."""
+        P = self._lanes
+        B = self._ram_word_bytes
+        WMAX = self._max_width
+        log_b = B.bit_length() - 1
+        Kind = data.StructLayout({"valid": 1, "xpad": 1, "ypad": 1})
+        Meta = data.StructLayout({"kind": Kind, "j": range(P), "x": range(WMAX + 1),
+                                  "y": 10})
+        s1_pool = (pool == _Pool.MEAN_2_S1) | (pool == _Pool.MAX_2_S1)
+
+        # Sequencer: rows in order, lanes, columns (+ a pad column / pad row for s1 pools).
+        py = Signal(10)
+        pj = Signal(range(P + 1))
+        px = Signal(range(WMAX + 2))
+        posting = Signal()
+        with m.If(run_start):
+            m.d.sync += [py.eq(0), pj.eq(0), px.eq(0), posting.eq(1)]
+        last_x = Mux(s1_pool & (py < H), W, W - 1)
+        row_ready = (py < rows_done) | (py == H)
+        issue = Signal()
+        m0 = Signal(Meta)
+        m.d.comb += [issue.eq(posting & row_ready),
+                     m0.kind.valid.eq(issue), m0.kind.xpad.eq(px == W),
+                     m0.kind.ypad.eq(py == H), m0.j.eq(pj), m0.x.eq(px), m0.y.eq(py)]
+        addr = py[0] * WMAX + px
+        m.d.comb += [acc_post.addr.eq(addr), xsum_post.addr.eq(addr)]
+        with m.If(issue):
+            with m.If(px == last_x):
+                m.d.sync += px.eq(0)
+                with m.If(pj == lanes_active - 1):
+                    m.d.sync += pj.eq(0)
+                    with m.If(py < H):
+                        m.d.sync += rows_freed.eq(rows_freed + 1)
+                    with m.If((py == H) | ((py == H - 1) & ~s1_pool)):
+                        m.d.sync += posting.eq(0)
+                    with m.Else():
+                        m.d.sync += py.eq(py + 1)
+                with m.Else():
+                    m.d.sync += pj.eq(pj + 1)
+            with m.Else():
+                m.d.sync += px.eq(px + 1)
+
+        stages = [m0]
+
+        def stage(name):
+            meta = Signal(Meta, name=f"post_meta_{name}")
+            m.d.sync += meta.eq(stages[-1])
+            stages.append(meta)
+            return meta
+
+        # P1: memories answer; conv-argument terms.
+        m1 = stage("p1")
+        acc_v = Signal(32)
+        m.d.comb += acc_v.eq(acc_post.data.as_value().word_select(m1.j, 32))
+        m2 = stage("p2")
+        p2_acc = Signal(32)
+        p2_x = Signal(signed(48))
+        p2_w = Signal(signed(48))
+        m.d.sync += [p2_acc.eq(acc_v),
+                     p2_x.eq((d.arg_x * xsum_post.data) >> d.shr_x),
+                     p2_w.eq((d.arg_w * w_sum[m1.j]) >> d.shr_w)]
+        m3 = stage("p3")
+        p3_alu = Signal(signed(ACC_BITS))
+        m.d.sync += p3_alu.eq((p2_acc + p2_x + p2_w + add_term)[:ACC_BITS].as_signed())
+        m4 = stage("p4")
+        p4_prod = Signal(signed(60))
+        p4_shift = Signal(4)
+        p4_add = Signal(signed(32))
+        m.d.sync += [p4_prod.eq(p3_alu * bn_mul[m3.j]), p4_shift.eq(bn_shift[m3.j]),
+                     p4_add.eq(bn_add[m3.j])]
+        m5 = stage("p5")
+        p5_v = Signal(signed(ACC_BITS))
+        m.d.sync += p5_v.eq(((p4_prod >> p4_shift) + p4_add)[:ACC_BITS].as_signed())
+        m6 = stage("p6")
+        p6_v = Signal(signed(ACC_BITS))
+        p6_above = Signal(SEGMENTS)
+        m.d.sync += [p6_v.eq(p5_v)] + [p6_above[s].eq(p5_v > xs[s]) for s in range(SEGMENTS)]
+        m7 = stage("p7")
+        idx = Signal(4)
+        for s in range(SEGMENTS):           # the last segment whose x_start < v; 0 if none
+            with m.If(p6_above[s]):
+                m.d.comb += idx.eq(s)
+        p7_d = Signal(signed(ACC_BITS + 1))
+        p7_ym = Signal(signed(16))
+        p7_sh = Signal(6)
+        p7_bias = Signal(8)
+        m.d.sync += [p7_d.eq(p6_v - xs[idx]), p7_ym.eq(ym[idx]), p7_sh.eq(ash[idx]),
+                     p7_bias.eq(abias[idx])]
+        m8 = stage("p8")
+        p8_t = Signal(signed(ACC_BITS + 17))
+        p8_sh = Signal(6)
+        p8_bias = Signal(8)
+        m.d.sync += [p8_t.eq(p7_d * p7_ym), p8_sh.eq(p7_sh), p8_bias.eq(p7_bias)]
+        m9 = stage("p9")
+        # nncase's rounding shift: floor, then + sign when the fraction is above one half, or
+        # exactly one half with an odd quotient.
+        integral = Signal(signed(ACC_BITS + 17))
+        fraction2 = Signal(ACC_BITS + 18 + 64)
+        one = Signal(64 + 1)
+        m.d.comb += [integral.eq(p8_t >> p8_sh),
+                     fraction2.eq((p8_t - (integral << p8_sh)).as_unsigned() << 1),
+                     one.eq(Const(1, 1) << p8_sh)]
+        up = (fraction2 > one) | ((fraction2 == one) & integral[0])
+        rounded = Mux(p8_sh == 0, p8_t,
+                      integral + Mux(up, Mux(p8_t < 0, -1, 1), 0))
+        y_full = Signal(signed(ACC_BITS + 19))
+        m.d.comb += y_full.eq(rounded + p8_bias)
+        p9_u = Signal(8)
+        m.d.sync += p9_u.eq(Mux(y_full < 0, 0, Mux(y_full > 255, 255, y_full)))
+
+        # Pool Q0 (input m9, p9_u): horizontal combine, pick, or bypass.
+        is_max = (pool == _Pool.MAX_2_S2) | (pool == _Pool.MAX_4_S4) | (pool == _Pool.MAX_2_S1)
+        block2 = (pool == _Pool.MAX_2_S2) | (pool == _Pool.MEAN_2_S2)
+        block4 = (pool == _Pool.MAX_4_S4) | (pool == _Pool.MEAN_4_S4)
+        u = p9_u
+        hacc = Signal(POOL_BITS)
+        prev_u = Signal(8)
+
+        def op(a, b):
+            return Mux(is_max, Mux(a > b, a, b), a + b)
+
+        q_valid = Signal()                  # H-token for the vertical stage
+        q_j = Signal(range(P))
+        q_ox = Signal(range(WMAX + 1))
+        q_y = Signal(10)
+        q_h = Signal(POOL_BITS)
+        q_ypad = Signal()
+        o_valid = Signal()                  # final output byte
+        o_j = Signal(range(P))
+        o_ox = Signal(range(WMAX + 1))
+        o_oy = Signal(10)
+        o_byte = Signal(8)
+        m.d.sync += [q_valid.eq(0), o_valid.eq(0)]
+        xs_ = m9.x
+        ys_ = m9.y
+        pb_addr_q0 = Signal(range(P * WMAX))
+        with m.If(m9.kind.valid):
+            with m.Switch(pool):
+                with m.Case(_Pool.BYPASS):
+                    m.d.sync += [o_valid.eq(1), o_j.eq(m9.j), o_ox.eq(xs_), o_oy.eq(ys_),
+                                 o_byte.eq(u)]
+                with m.Case(_Pool.LEFT_TOP_2_S2, _Pool.RIGHT_TOP_2_S2, _Pool.LEFT_TOP_4_S4):
+                    sh = Mux(pool == _Pool.LEFT_TOP_4_S4, 2, 1)
+                    kmask = Mux(pool == _Pool.LEFT_TOP_4_S4, 3, 1)
+                    want_x = Mux(pool == _Pool.RIGHT_TOP_2_S2, 1, 0)
+                    ox = xs_ >> sh
+                    oy = ys_ >> sh
+                    with m.If(((xs_ & kmask) == want_x) & ((ys_ & kmask) == 0)
+                              & (ox < OW) & (oy < OH)):
+                        m.d.sync += [o_valid.eq(1), o_j.eq(m9.j), o_ox.eq(ox), o_oy.eq(oy),
+                                     o_byte.eq(u)]
+                with m.Case(_Pool.MAX_2_S2, _Pool.MEAN_2_S2, _Pool.MAX_4_S4, _Pool.MEAN_4_S4):
+                    kmask = Mux(block4, 3, 1)
+                    sh = Mux(block4, 2, 1)
+                    new_h = Mux((xs_ & kmask) == 0, u, op(hacc, u))
+                    m.d.sync += hacc.eq(new_h)
+                    with m.If((xs_ & kmask) == kmask):
+                        m.d.sync += [q_valid.eq(1), q_j.eq(m9.j), q_ox.eq(xs_ >> sh),
+                                     q_y.eq(ys_), q_h.eq(new_h), q_ypad.eq(0)]
+                        m.d.comb += pb_addr_q0.eq(m9.j * WMAX + (xs_ >> sh))
+                with m.Case(_Pool.MEAN_2_S1, _Pool.MAX_2_S1):
+                    with m.If(m9.kind.ypad):
+                        m.d.sync += [q_valid.eq(1), q_j.eq(m9.j), q_ox.eq(xs_), q_y.eq(ys_),
+                                     q_ypad.eq(1)]
+                        m.d.comb += pb_addr_q0.eq(m9.j * WMAX + xs_)
+                    with m.Else():
+                        cur = Mux(m9.kind.xpad, Mux(is_max, 0, prev_u), u)
+                        m.d.sync += prev_u.eq(u)
+                        with m.If(xs_ != 0):
+                            m.d.sync += [q_valid.eq(1), q_j.eq(m9.j), q_ox.eq(xs_ - 1),
+                                         q_y.eq(ys_), q_h.eq(op(prev_u, cur)), q_ypad.eq(0)]
+                            m.d.comb += pb_addr_q0.eq(m9.j * WMAX + xs_ - 1)
+        m.d.comb += pbuf_rd.addr.eq(pb_addr_q0)
+
+        # Pool Q1: vertical combine with the row buffer.
+        pb = pbuf_rd.data
+        m.d.comb += [pbuf_wr.addr.eq(q_j * WMAX + q_ox), pbuf_wr.en.eq(0)]
+        with m.If(q_valid):
+            with m.If(block2 | block4):
+                kmask = Mux(block4, 3, 1)
+                sh = Mux(block4, 2, 1)
+                vr = q_y & kmask
+                new_v = Mux(vr == 0, q_h, op(pb, q_h))
+                m.d.comb += [pbuf_wr.en.eq(1), pbuf_wr.data.eq(new_v)]
+                oy = q_y >> sh
+                with m.If((vr == kmask) & (q_ox < OW) & (oy < OH)):
+                    mean_shift = Mux(block4, 4, 2)
+                    m.d.sync += [o_valid.eq(1), o_j.eq(q_j), o_ox.eq(q_ox), o_oy.eq(oy),
+                                 o_byte.eq(Mux(is_max, new_v, new_v >> mean_shift))]
+            with m.Else():                  # stride-1 2×2
+                with m.If(q_ypad):
+                    m.d.sync += [o_valid.eq(1), o_j.eq(q_j), o_ox.eq(q_ox), o_oy.eq(q_y - 1),
+                                 o_byte.eq(Mux(is_max, pb, (pb + pb) >> 2))]
+                with m.Else():
+                    m.d.comb += [pbuf_wr.en.eq(1), pbuf_wr.data.eq(q_h)]
+                    with m.If(q_y != 0):
+                        m.d.sync += [o_valid.eq(1), o_j.eq(q_j), o_ox.eq(q_ox),
+                                     o_oy.eq(q_y - 1),
+                                     o_byte.eq(Mux(is_max, op(pb, q_h), (pb + q_h) >> 2))]
+
+        # Write-back address, then the write.
+        w_valid = Signal()
+        w_addr = Signal.like(self.ram_wr.addr)
+        w_lane = Signal(range(B))
+        w_byte = Signal(8)
+        oc = oc0 + o_j
+        line = (d.image_dst_addr + (oc >> out_shift) * d.wb_channel_switch_addr
+                + o_oy * d.wb_row_switch_addr)
+        out_pitch_shift = Signal(3)
+        out_slot = Signal(2)
+        m.d.comb += [out_pitch_shift.eq(6 - out_shift),
+                     out_slot.eq(oc & Mux(out_shift == 2, 3, Mux(out_shift == 1, 1, 0)))]
+        byte = line * LINE_BYTES + (out_slot << out_pitch_shift) + o_ox
+        m.d.sync += [w_valid.eq(o_valid), w_addr.eq(byte >> log_b), w_lane.eq(byte[:log_b]),
+                     w_byte.eq(o_byte)]
+        m.d.comb += [self.ram_wr.addr.eq(w_addr), self.ram_wr.data.eq(w_byte.replicate(B)),
+                     self.ram_wr.en.eq(Mux(w_valid, 1 << w_lane, 0))]
+
+        idle = Signal()
+        m.d.comb += idle.eq(~posting & ~Cat(s.kind.valid for s in stages[1:]).any()
+                            & ~q_valid & ~o_valid & ~w_valid)
+        return idle

@@ -1,0 +1,251 @@
+"""The KPU top: control registers, descriptor FIFO, KPU RAM, weight memory and the engine.
+
+Registers (64-bit, K210 byte offsets; the bus addresses 64-bit words, ``offset // 8``):
+
+====== ================== ==== ============================================================
+offset name               acc. meaning
+====== ================== ==== ============================================================
+0x00   LAYER_FIFO         W    push one descriptor word; 12 words make a layer
+0x08   INT_STATUS         R    ``INT_RAW & ~INT_MASK``; ``irq`` is its OR
+0x10   INT_RAW            R    bit 0 layer done (``int_en`` layers), bit 1 layer rejected
+                               (always), bit 2 FIFO at or below ``FIFO_THRESHOLD`` words
+0x18   INT_MASK           RW   1 masks a bit of INT_RAW from INT_STATUS (reset: 0b100)
+0x20   INT_CLEAR          W    1 clears bits 0 and 1 of INT_RAW (bit 2 follows the FIFO level)
+0x28   FIFO_THRESHOLD     RW   words, for INT_RAW bit 2
+0x30   FIFO_DATA_OUT      R    0: there is no main-memory output DMA
+0x38   FIFO_CTRL          W    bit 0 drops every queued descriptor word
+0x40   EIGHT_BIT_MODE     RW   1 (reset) 8-bit weights; 0 rejects layers (``CONFIG_LIMIT``)
+0x48   STATUS             R    bit 0 busy, [31:16] FIFO words, [63:32] layers finished
+0x50   ERROR              R    bit 0 a layer was rejected since the last clear of INT_RAW
+                               bit 1, [15:8] reason code (:class:`.layouts.GatewareReason`)
+====== ================== ==== ============================================================
+
+Registers 0x48 and 0x50 are nangua's own (the K210 has no error reporting).
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import enum, fifo, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .engine import WEIGHT_WORD_BYTES, KpuEngine
+from .featuremap import LINE_BYTES
+from .layouts import DESCRIPTOR_WORDS, REASON_BITS, WORD_BITS
+
+__all__ = ["Register", "INT_DONE", "INT_ERROR", "INT_FIFO_LOW", "RegisterBusSignature",
+           "HostMemorySignature", "Kpu"]
+
+
+class Register(enum.IntEnum):
+    """Register word index (byte offset // 8)."""
+    LAYER_FIFO = 0x00 // 8
+    INT_STATUS = 0x08 // 8
+    INT_RAW = 0x10 // 8
+    INT_MASK = 0x18 // 8
+    INT_CLEAR = 0x20 // 8
+    FIFO_THRESHOLD = 0x28 // 8
+    FIFO_DATA_OUT = 0x30 // 8
+    FIFO_CTRL = 0x38 // 8
+    EIGHT_BIT_MODE = 0x40 // 8
+    STATUS = 0x48 // 8
+    ERROR = 0x50 // 8
+
+
+INT_DONE = 1 << 0
+INT_ERROR = 1 << 1
+INT_FIFO_LOW = 1 << 2
+
+
+class RegisterBusSignature(wiring.Signature):
+    """Register access from the host's side: a write when ``w_stb``; ``r_data`` holds the
+    register ``addr`` named on the previous cycle (reads have no side effects)."""
+    def __init__(self):
+        super().__init__({
+            "addr": Out(4), "w_stb": Out(1), "w_data": Out(WORD_BITS), "r_data": In(WORD_BITS),
+        })
+
+
+class HostMemorySignature(wiring.Signature):
+    """Host access to a memory from the host's side: byte-enabled write (``w_en``); ``r_data``
+    is word ``addr`` of the previous cycle. Use only while the KPU is not busy."""
+    def __init__(self, addr_width, word_bytes):
+        super().__init__({
+            "addr": Out(addr_width), "w_en": Out(word_bytes), "w_data": Out(8 * word_bytes),
+            "r_data": In(8 * word_bytes),
+        })
+
+
+class Kpu(wiring.Component):
+    """K210-style KPU with its memories.
+
+    Parameters
+    ----------
+    ram_bytes : int
+        KPU RAM size: a multiple of 64 bytes up to 2 MiB.
+    weight_bytes : int
+        Weight memory size: a multiple of 8 bytes.
+    fifo_layers : int
+        Descriptors the FIFO holds (12 words each).
+    ram_word_bytes, lanes, max_width, max_entries, platform
+        See :class:`.engine.KpuEngine`.
+
+    Members
+    -------
+    bus : In(RegisterBusSignature())
+    irq : Out(1)
+        OR of INT_STATUS.
+    ram : In(HostMemorySignature(...))
+        KPU RAM words of ``ram_word_bytes``.
+    weights : In(HostMemorySignature(...))
+        Weight memory, 64-bit words (little-endian byte order within a word).
+
+    Raises
+    ------
+    ValueError
+        On a size out of range, e.g. ``"KPU RAM size must be a multiple of 64 bytes in
+        64..2097152, not 100"``.
+    """
+    def __init__(self, *, ram_bytes=64 * 1024, weight_bytes=16 * 1024, fifo_layers=2,
+                 ram_word_bytes=16, lanes=2, max_width=64, max_entries=64, platform=None):
+        try:
+            if (isinstance(ram_bytes, bool) or not isinstance(ram_bytes, int)
+                    or not LINE_BYTES <= ram_bytes <= 2 * 1024 * 1024
+                    or ram_bytes % LINE_BYTES):
+                raise ValueError(f"KPU RAM size must be a multiple of {LINE_BYTES} bytes in "
+                                 f"{LINE_BYTES}..{2 * 1024 * 1024}, not {ram_bytes!r}")
+            if (isinstance(weight_bytes, bool) or not isinstance(weight_bytes, int)
+                    or weight_bytes < 18 * WEIGHT_WORD_BYTES
+                    or weight_bytes % WEIGHT_WORD_BYTES):
+                raise ValueError(f"Weight memory size must be a multiple of "
+                                 f"{WEIGHT_WORD_BYTES} bytes, at least {18 * WEIGHT_WORD_BYTES}, "
+                                 f"not {weight_bytes!r}")
+            if (isinstance(fifo_layers, bool) or not isinstance(fifo_layers, int)
+                    or fifo_layers < 1):
+                raise ValueError(f"FIFO depth must be a positive number of layers, not "
+                                 f"{fifo_layers!r}")
+            self._engine = KpuEngine(
+                ram_words=ram_bytes // ram_word_bytes, ram_word_bytes=ram_word_bytes,
+                weight_words=weight_bytes // WEIGHT_WORD_BYTES, lanes=lanes,
+                max_width=max_width, max_entries=max_entries, platform=platform)
+        except ValueError:
+            self._MustUse__silence = True   # a rejected object is not an unused design
+            raise
+        self._ram_bytes = ram_bytes
+        self._weight_bytes = weight_bytes
+        self._fifo_words = fifo_layers * DESCRIPTOR_WORDS
+        ram_addr = len(self._engine.ram_rd.addr)
+        w_addr = len(self._engine.w_rd.addr)
+        self.ram_memory = memory.Memory(shape=unsigned(8 * ram_word_bytes),
+                                        depth=ram_bytes // ram_word_bytes, init=[])
+        self.weight_memory = memory.Memory(shape=unsigned(64),
+                                           depth=weight_bytes // WEIGHT_WORD_BYTES, init=[])
+        super().__init__({
+            "bus": In(RegisterBusSignature()),
+            "irq": Out(1),
+            "ram": In(HostMemorySignature(ram_addr, ram_word_bytes)),
+            "weights": In(HostMemorySignature(w_addr, WEIGHT_WORD_BYTES)),
+        })
+
+    engine = property(lambda self: self._engine)
+    ram_bytes = property(lambda self: self._ram_bytes)
+    weight_bytes = property(lambda self: self._weight_bytes)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self._engine
+        m.submodules.ram_memory = ram = self.ram_memory
+        m.submodules.weight_memory = wmem = self.weight_memory
+        m.submodules.fifo = desc_fifo = fifo.SyncFIFOBuffered(width=WORD_BITS,
+                                                              depth=self._fifo_words)
+
+        # Memories: the engine owns the ports while busy, the host otherwise.
+        ram_rd = ram.read_port()
+        ram_wr = ram.write_port(granularity=8)
+        w_rd = wmem.read_port()
+        w_wr = wmem.write_port(granularity=8)
+        busy = engine.busy
+        m.d.comb += [
+            ram_rd.addr.eq(Mux(busy, engine.ram_rd.addr, self.ram.addr)),
+            engine.ram_rd.data.eq(ram_rd.data), self.ram.r_data.eq(ram_rd.data),
+            ram_wr.addr.eq(Mux(busy, engine.ram_wr.addr, self.ram.addr)),
+            ram_wr.data.eq(Mux(busy, engine.ram_wr.data, self.ram.w_data)),
+            ram_wr.en.eq(Mux(busy, engine.ram_wr.en, self.ram.w_en)),
+            w_rd.addr.eq(Mux(busy, engine.w_rd.addr, self.weights.addr)),
+            engine.w_rd.data.eq(w_rd.data), self.weights.r_data.eq(w_rd.data),
+            w_wr.addr.eq(self.weights.addr),
+            w_wr.data.eq(self.weights.w_data),
+            w_wr.en.eq(Mux(busy, 0, self.weights.w_en)),
+        ]
+
+        # Registers.
+        int_raw = Signal(2)                 # layer done, layer rejected
+        int_mask = Signal(3, init=INT_FIFO_LOW)
+        threshold = Signal(16)
+        eight_bit = Signal(init=1)
+        layers_done = Signal(32)
+        error_reason = Signal(REASON_BITS)
+        flush = Signal()
+        draining = Signal()
+        pending = Signal()                  # words queued or a layer not yet finished
+        m.d.comb += engine.eight_bit_mode.eq(eight_bit)
+        raw = Signal(3)
+        int_status = Signal(3)
+        m.d.comb += [raw.eq(Cat(int_raw, desc_fifo.level <= threshold)),
+                     int_status.eq(raw & ~int_mask),
+                     self.irq.eq(int_status.any())]
+
+        w_fifo = self.bus.w_stb & (self.bus.addr == Register.LAYER_FIFO)
+        m.d.comb += [desc_fifo.w_data.eq(self.bus.w_data), desc_fifo.w_en.eq(w_fifo)]
+        with m.If(self.bus.w_stb):
+            with m.Switch(self.bus.addr):
+                with m.Case(Register.INT_MASK):
+                    m.d.sync += int_mask.eq(self.bus.w_data[:3])
+                with m.Case(Register.INT_CLEAR):
+                    m.d.sync += int_raw.eq(int_raw & ~self.bus.w_data[:2])
+                with m.Case(Register.FIFO_THRESHOLD):
+                    m.d.sync += threshold.eq(self.bus.w_data[:16])
+                with m.Case(Register.FIFO_CTRL):
+                    m.d.comb += flush.eq(self.bus.w_data[0])
+                with m.Case(Register.EIGHT_BIT_MODE):
+                    m.d.sync += eight_bit.eq(self.bus.w_data[0])
+        with m.If(engine.done):
+            m.d.sync += layers_done.eq(layers_done + 1)
+            with m.If(engine.error):
+                m.d.sync += [int_raw[1].eq(1), error_reason.eq(engine.reason)]
+            with m.Elif(engine.int_en):
+                m.d.sync += int_raw[0].eq(1)
+
+        read_values = {
+            Register.INT_STATUS: int_status,
+            Register.INT_RAW: raw,
+            Register.INT_MASK: int_mask,
+            Register.FIFO_THRESHOLD: threshold,
+            Register.EIGHT_BIT_MODE: eight_bit,
+            Register.STATUS: Cat(pending, Signal(15), desc_fifo.level[:16], layers_done),
+            Register.ERROR: Cat(int_raw[1], Signal(7), error_reason),
+        }
+        with m.Switch(self.bus.addr):
+            for reg, value in read_values.items():
+                with m.Case(reg):
+                    m.d.sync += self.bus.r_data.eq(value)
+            with m.Default():
+                m.d.sync += self.bus.r_data.eq(0)
+
+        # Descriptor assembly: 12 FIFO words into one engine transfer. FIFO_CTRL bit 0 drops
+        # the partial descriptor and drains every queued word.
+        words = Signal(DESCRIPTOR_WORDS * WORD_BITS)
+        count = Signal(range(DESCRIPTOR_WORDS + 1))
+        full = Signal()
+        m.d.comb += [full.eq(count == DESCRIPTOR_WORDS),
+                     pending.eq(busy | (count != 0) | desc_fifo.r_rdy),
+                     desc_fifo.r_en.eq(~full | draining),
+                     engine.desc.valid.eq(full & ~draining), engine.desc.payload.eq(words)]
+        with m.If(desc_fifo.r_rdy & ~full & ~draining):
+            m.d.sync += [words.eq(Cat(words[WORD_BITS:], desc_fifo.r_data)),
+                         count.eq(count + 1)]
+        with m.If(engine.desc.valid & engine.desc.ready):
+            m.d.sync += count.eq(0)
+        with m.If(flush):
+            m.d.sync += [draining.eq(1), count.eq(0)]
+        with m.Elif(draining & ~desc_fifo.r_rdy):
+            m.d.sync += draining.eq(0)
+        return m

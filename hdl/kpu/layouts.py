@@ -1,0 +1,62 @@
+"""Amaranth layouts of the KPU, built from :mod:`.descriptor` (the one place bit positions live).
+
+- :data:`DescriptorLayout`: the 12 × 64-bit layer descriptor as one 768-bit
+  :class:`~amaranth.lib.data.FlexibleLayout` (reserved bits have no field). Fields with
+  ``minus_one`` hold ``value − 1`` exactly as in the words.
+- :data:`BatchNormLayout`, :data:`ActSegmentLayout`: one 64-bit side-table entry each.
+- :class:`GatewareReason`: reason codes the gateware reports, :class:`.descriptor.Reason` plus
+  the limits of one gateware configuration.
+"""
+
+import enum
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from .descriptor import FIELDS, WORD_NAMES, Reason
+
+__all__ = ["WORD_BITS", "DESCRIPTOR_WORDS", "DESCRIPTOR_BITS", "DescriptorLayout",
+           "BatchNormLayout", "ActSegmentLayout", "GatewareReason", "REASON_BITS"]
+
+#: Bits of one descriptor word and of one side-table entry.
+WORD_BITS = 64
+#: Words of one layer descriptor.
+DESCRIPTOR_WORDS = len(WORD_NAMES)
+DESCRIPTOR_BITS = WORD_BITS * DESCRIPTOR_WORDS
+
+DescriptorLayout = data.FlexibleLayout(DESCRIPTOR_BITS, {
+    field.name: data.Field(signed(field.width) if field.signed else unsigned(field.width),
+                           WORD_BITS * field.word + field.lsb)
+    for field in FIELDS
+})
+
+# Side-table entries, as packed by :func:`.descriptor.pack_batchnorm` / ``pack_activation``.
+BatchNormLayout = data.StructLayout({
+    "mul": signed(24),
+    "add": signed(32),
+    "shift": unsigned(4),
+    "reserved": unsigned(4),
+})
+
+ActSegmentLayout = data.StructLayout({
+    "shift": unsigned(8),
+    "y_mul": signed(16),
+    "x_start": signed(36),
+    "reserved": unsigned(4),
+})
+
+
+class GatewareReason(enum.IntEnum):
+    """Error reason codes of the gateware: every :class:`.descriptor.Reason`, then one more.
+
+    ``CONFIG_LIMIT`` is reported (only when the model's checks all pass) for a descriptor that
+    is valid for the K210 but exceeds this gateware configuration: an input wider than
+    ``max_width``, more weight entries per output channel than ``max_entries`` (input channels
+    for 3×3, ⌈channels / 9⌉ for 1×1), or 16-bit weights (``eight_bit_mode`` = 0).
+    """
+    locals().update({reason.name: int(reason) for reason in Reason})
+    CONFIG_LIMIT = max(Reason) + 1
+
+
+#: Bits of the reason code in the error status register.
+REASON_BITS = 8

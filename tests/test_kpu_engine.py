@@ -1,0 +1,218 @@
+"""The KPU gateware against the golden model: random layers, queues, errors, registers."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from nangua.hdl.kpu import model
+from nangua.hdl.kpu.descriptor import Reason, make_layer
+from nangua.hdl.kpu.kpu import INT_DONE, INT_ERROR, Kpu
+from nangua.hdl.kpu.layouts import GatewareReason
+from nangua.sim.kpu import random_layer, run_kpu
+
+RAM_BYTES = 8192
+WEIGHT_BYTES = 2048
+
+# Small configurations keep the Amaranth simulator fast; they differ in every parameter the
+# engine's sequencing depends on (lanes vs. channels, RAM word vs. row width).
+CONFIGS = {
+    "l2w16": dict(lanes=2, ram_word_bytes=16, max_width=16, max_entries=8),
+    "l3w8": dict(lanes=3, ram_word_bytes=8, max_width=24, max_entries=8),
+}
+
+
+def make_kpu(config):
+    return Kpu(ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES, **CONFIGS[config])
+
+
+def random_ram(rng):
+    return bytearray(rng.randrange(256) for _ in range(RAM_BYTES))
+
+
+def expected_after(layers, ram, weights):
+    expected = bytearray(ram)
+    for d in layers:
+        model.run_layer(d, expected, weights)
+    return expected
+
+
+def assert_same_ram(got, expected):
+    got, expected = np.frombuffer(got, np.uint8), np.frombuffer(expected, np.uint8)
+    diff = np.flatnonzero(got != expected)
+    assert diff.size == 0, (f"{diff.size} bytes differ, first at byte {diff[0]}: "
+                            f"{got[diff[0]]} instead of {expected[diff[0]]}")
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("seed", range(8))
+def test_random_layer_matches_model(config, seed):
+    rng = random.Random(f"{config}-{seed}")
+    kpu = make_kpu(config)
+    d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
+                              max_width=CONFIGS[config]["max_width"])
+    ram = random_ram(rng)
+    run = run_kpu(kpu, ram, weights, [d.to_words()], timeout_cycles=20_000)
+    assert [layer.reason for layer in run.layers] == [0]
+    assert_same_ram(run.ram, expected_after([d], ram, weights))
+
+
+@pytest.mark.parametrize("pool_type", range(10))
+def test_every_pool_type_3x3(pool_type):
+    rng = random.Random(f"pool-{pool_type}")
+    kpu = make_kpu("l2w16")
+    d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
+                              max_width=9, max_height=9, kernel_size=3, depthwise=False,
+                              pool_type=pool_type)
+    ram = random_ram(rng)
+    run = run_kpu(kpu, ram, weights, [d.to_words()], timeout_cycles=20_000)
+    assert_same_ram(run.ram, expected_after([d], ram, weights))
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3])
+def test_depthwise(kernel_size):
+    rng = random.Random(f"dw-{kernel_size}")
+    kpu = make_kpu("l2w16")
+    d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
+                              max_channels=5, kernel_size=kernel_size, depthwise=True)
+    ram = random_ram(rng)
+    run = run_kpu(kpu, ram, weights, [d.to_words()], timeout_cycles=20_000)
+    assert_same_ram(run.ram, expected_after([d], ram, weights))
+
+
+def test_wide_map_spans_several_ram_words():
+    # 40 pixels: one channel per line, rows of three 16-byte words, the last one partial.
+    rng = random.Random("wide")
+    kpu = Kpu(ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES, lanes=2, max_width=40,
+              max_entries=8)
+    d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
+                              min_width=33, max_width=40, max_height=4, max_channels=3,
+                              kernel_size=3, depthwise=False, pool_type=0)
+    ram = random_ram(rng)
+    run = run_kpu(kpu, ram, weights, [d.to_words()], timeout_cycles=20_000)
+    assert_same_ram(run.ram, expected_after([d], ram, weights))
+
+
+def test_layers_queued_back_to_back():
+    # Three layers in the FIFO at once, each reading the previous one's output.
+    rng = random.Random("chain")
+    kpu = Kpu(ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES, fifo_layers=3, lanes=2,
+              max_width=16, max_entries=8)
+    weights = bytearray(rng.randrange(256) for _ in range(WEIGHT_BYTES))
+    from nangua.hdl.kpu.descriptor import pack_activation, pack_batchnorm
+    shapes = [(3, 4, 3, 0), (4, 5, 1, 1), (5, 2, 3, 8)]     # (C, O, k, pool)
+    size, addr, line, layers = 8, 0, 0, []
+    for n, (c, o, k, pool) in enumerate(shapes):
+        w_addr = addr
+        addr += o * c * k * k
+        bn_addr = (addr + 7) // 8 * 8
+        weights[bn_addr:bn_addr + 8 * o] = pack_batchnorm(
+            [(rng.randint(1, 2 ** 10), rng.randint(6, 12), rng.randint(-2 ** 10, 2 ** 10))
+             for _ in range(o)])
+        act_addr = bn_addr + 8 * o
+        weights[act_addr:act_addr + 144] = pack_activation(
+            [(-2 ** 35 + s, 1 + s, 2, s) for s in range(16)])
+        addr = act_addr + 144
+        src = line
+        line = 40 * (n + 1)
+        d = make_layer(in_channels=c, out_channels=o, width=size, height=size, kernel_size=k,
+                       pool_type=pool, src_addr=src, dst_addr=line, weights_addr=w_addr,
+                       bn_addr=bn_addr, act_addr=act_addr, arg_x=-3, arg_w=-5, arg_add=70,
+                       pad_value=7)
+        layers.append(d)
+        size //= {0: 1, 1: 2, 8: 1}[pool]
+    ram = random_ram(rng)
+    run = run_kpu(kpu, ram, bytes(weights), [d.to_words() for d in layers],
+                  timeout_cycles=30_000)
+    assert [layer.reason for layer in run.layers] == [0, 0, 0]
+    assert_same_ram(run.ram, expected_after(layers, ram, bytes(weights)))
+
+
+def _valid_layer():
+    return make_layer(in_channels=3, out_channels=2, width=6, height=5, kernel_size=3,
+                      src_addr=0, dst_addr=20, weights_addr=0, bn_addr=56, act_addr=72)
+
+
+ERROR_CASES = {
+    "kernel_type": dict(kernel_type=2),
+    "pool_type": dict(pool_type=12),
+    "unsupported_mode": dict(first_stride=1),
+    "channels": dict(depth_wise_layer=1),
+    "output_size": dict(o_row_wid=5),
+    "layout": dict(coef_group=2),
+    "weight_loads": dict(load_time=2),
+    "src_range": dict(image_src_addr=125),
+    "dst_range": dict(image_dst_addr=127),
+    "overlap": dict(image_dst_addr=3),
+    "weight_range": dict(active_addr=2000),
+    "weight_misaligned": dict(bwsx_base_addr=60),
+    "too_wide": dict(i_row_wid=20, o_row_wid=20, coef_group=2, wb_group=2, row_switch_addr=1,
+                     channel_byte_num=100, dma_total_byte=200),
+    "too_many_entries": dict(i_ch_num=9, para_size=2 * 9 * 9, image_dst_addr=40),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_error_descriptor_reports_reason_and_writes_nothing(case):
+    rng = random.Random(case)
+    kpu = make_kpu("l2w16")                 # max_width 16, max_entries 8
+    bad = _valid_layer().replace(**ERROR_CASES[case])
+    expected = model.check(bad, ram_size=RAM_BYTES, weight_size=WEIGHT_BYTES)
+    if expected == Reason.OK:
+        expected = GatewareReason.CONFIG_LIMIT
+    assert expected != GatewareReason.OK
+    good = _valid_layer()
+    weights = bytes(rng.randrange(256) for _ in range(WEIGHT_BYTES))
+    ram = random_ram(rng)
+    # The rejected layer is followed by a good one: the engine must go on.
+    run = run_kpu(kpu, ram, weights, [bad.to_words(), good.to_words()], timeout_cycles=20_000)
+    assert [layer.reason for layer in run.layers] == [expected, 0]
+    assert run.layers[0].cycles < 10
+    assert_same_ram(run.ram, expected_after([good], ram, weights))
+    assert run.int_raw & INT_ERROR
+    assert run.error_register == 1 | int(expected) << 8
+
+
+def test_sixteen_bit_mode_is_rejected():
+    rng = random.Random("16bit")
+    kpu = make_kpu("l2w16")
+    weights = bytes(rng.randrange(256) for _ in range(WEIGHT_BYTES))
+    ram = random_ram(rng)
+    run = run_kpu(kpu, ram, weights, [_valid_layer().to_words()], eight_bit_mode=0)
+    assert [layer.reason for layer in run.layers] == [GatewareReason.CONFIG_LIMIT]
+    assert run.ram == ram
+
+
+def test_done_interrupt_only_for_int_en_layers():
+    rng = random.Random("int")
+    weights = bytes(rng.randrange(256) for _ in range(WEIGHT_BYTES))
+    ram = random_ram(rng)
+    for int_en, expected in [(0, 0), (1, INT_DONE)]:
+        d = _valid_layer().replace(int_en=int_en)
+        run = run_kpu(make_kpu("l2w16"), ram, weights, [d.to_words()])
+        assert run.int_raw & (INT_DONE | INT_ERROR) == expected
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_converts_to_verilog(config):
+    verilog.convert(make_kpu(config), name="kpu", emit_src=False)
+
+
+def test_bad_parameters_raise():
+    with pytest.raises(ValueError, match=r"^KPU RAM size must be a multiple of 64 bytes in "
+                                         r"64\.\.2097152, not 100$"):
+        Kpu(ram_bytes=100)
+    with pytest.raises(ValueError, match=r"^Weight memory size must be a multiple of 8 bytes, "
+                                         r"at least 144, not 12$"):
+        Kpu(weight_bytes=12)
+    with pytest.raises(ValueError, match=r"^KPU RAM word must be 8 or 16 bytes, not 4$"):
+        Kpu(ram_word_bytes=4)
+    with pytest.raises(ValueError, match=r"^Lanes must be an integer in 1\.\.64, not 0$"):
+        Kpu(lanes=0)
+    with pytest.raises(ValueError, match=r"^Maximum width must be an integer in 1\.\.1024, "
+                                         r"not 2000$"):
+        Kpu(max_width=2000)
+    with pytest.raises(ValueError, match=r"^FIFO depth must be a positive number of layers, "
+                                         r"not 0$"):
+        Kpu(fifo_layers=0)
