@@ -66,6 +66,8 @@ class EngineRun:
         self.max_cycles = max_cycles
         self.vcd = vcd
         self.results = []
+        #: (cycle, hashes) each time the engine's hash counter changed.
+        self.hash_counts = []
         self.cycle = 0
         self.script_done = False
 
@@ -78,9 +80,11 @@ class EngineRun:
 
     async def _sink(self, ctx):
         engine = self.engine
-        async for clk_edge, rst, valid, ready, payload in ctx.tick().sample(
-                engine.result.valid, engine.result.ready, engine.result.payload):
+        async for clk_edge, rst, valid, ready, payload, hashes in ctx.tick().sample(
+                engine.result.valid, engine.result.ready, engine.result.payload, engine.hashes):
             self.cycle += 1
+            if not self.hash_counts or self.hash_counts[-1][1] != hashes:
+                self.hash_counts.append((self.cycle, hashes))
             if valid and ready:
                 self.results.append(Result(ResultKind(payload.kind), payload.job_id,
                                            payload.nonce, self.cycle))
@@ -112,10 +116,10 @@ class EngineRun:
         return self
 
 
-async def wait_done(ctx, run, job_id, max_cycles=10_000_000):
-    """Clock until ``run`` has seen the DONE of ``job_id``."""
+async def wait_done(ctx, run, job_id, max_cycles=10_000_000, seen=0):
+    """Clock until ``run`` has seen more than ``seen`` DONEs of ``job_id``."""
     start = run.cycle
-    while not run.done(job_id):
+    while len(run.done(job_id)) <= seen:
         if run.cycle - start > max_cycles:
             raise TimeoutError(f"job {job_id} did not finish in {max_cycles} clocks")
         await ctx.tick()
@@ -125,6 +129,7 @@ def run_engine(engine, jobs, **kwargs):
     """Scan ``jobs`` one after the other (each to its DONE); returns the :class:`EngineRun`."""
     async def script(ctx, run):
         for job in jobs:
+            seen = len(run.done(job.job_id))
             await put_job(ctx, engine, job)
-            await wait_done(ctx, run, job.job_id)
+            await wait_done(ctx, run, job.job_id, seen=seen)
     return EngineRun(engine, script, **kwargs).run()
