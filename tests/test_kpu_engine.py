@@ -18,7 +18,7 @@ WEIGHT_BYTES = 2048
 # Small configurations keep the Amaranth simulator fast; they differ in every parameter the
 # engine's sequencing depends on (lanes vs. channels, RAM word vs. row width).
 CONFIGS = {
-    "l2w16": dict(lanes=2, ram_word_bytes=16, max_width=16, max_entries=8),
+    "l2w16": dict(lanes=2, post_lanes=2, ram_word_bytes=16, max_width=16, max_entries=8),
     "l3w8": dict(lanes=3, ram_word_bytes=8, max_width=24, max_entries=8),
 }
 

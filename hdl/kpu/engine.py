@@ -14,7 +14,8 @@ leaves, and ``lanes × 9`` products are accumulated into ``acc[lane][x]``. While
 accumulates into the other buffer, the post pipeline turns row ``y`` into output bytes.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import (Array, Cat, Const, EnableInserter, Module, Mux, Signal, signed,
+                          unsigned)
 from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -68,6 +69,10 @@ class KpuEngine(wiring.Component):
         Depth of the weight memory in 64-bit words.
     lanes : int
         Output channels computed in parallel; the MAC array has ``9 × lanes`` multipliers.
+    post_lanes : int
+        Output channels post-processed (conv arguments, batch-norm, activation, pool) in
+        parallel; divides ``lanes``. A 1×1 layer of ``C`` channels needs about
+        ``lanes / ⌈C / 9⌉`` of them to keep the MAC array busy.
     max_width : int
         Widest input map (accumulator depth per row).
     max_entries : int
@@ -98,11 +103,11 @@ class KpuEngine(wiring.Component):
     Throughput: one column per cycle (``9 × lanes`` MACs) while a row sweeps; between weight
     groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles).
     """
-    def __init__(self, *, ram_words, ram_word_bytes=16, weight_words, lanes=2, max_width=64,
-                 max_entries=64, platform=None):
+    def __init__(self, *, ram_words, ram_word_bytes=16, weight_words, lanes=2, post_lanes=1,
+                 max_width=64, max_entries=64, platform=None):
         try:
-            self._check_parameters(ram_words, ram_word_bytes, weight_words, lanes, max_width,
-                                   max_entries)
+            self._check_parameters(ram_words, ram_word_bytes, weight_words, lanes, post_lanes,
+                                   max_width, max_entries)
         except ValueError:
             self._MustUse__silence = True   # a rejected object is not an unused design
             raise
@@ -110,6 +115,7 @@ class KpuEngine(wiring.Component):
         self._ram_word_bytes = ram_word_bytes
         self._weight_words = weight_words
         self._lanes = lanes
+        self._post_lanes = post_lanes
         self._max_width = max_width
         self._max_entries = max_entries
         self._platform = platform
@@ -132,7 +138,7 @@ class KpuEngine(wiring.Component):
         })
 
     @staticmethod
-    def _check_parameters(ram_words, ram_word_bytes, weight_words, lanes, max_width,
+    def _check_parameters(ram_words, ram_word_bytes, weight_words, lanes, post_lanes, max_width,
                           max_entries):
         if ram_word_bytes not in (8, 16):
             raise ValueError(f"KPU RAM word must be 8 or 16 bytes, not {ram_word_bytes!r}")
@@ -142,10 +148,14 @@ class KpuEngine(wiring.Component):
                              f"whole number of {LINE_BYTES}-byte lines")
         _check_int("Weight memory depth", weight_words, 18, 1 << 24)
         _check_int("Lanes", lanes, 1, 64)
+        _check_int("Post lanes", post_lanes, 1, lanes)
+        if lanes % post_lanes:
+            raise ValueError(f"Post lanes ({post_lanes}) must divide lanes ({lanes})")
         _check_int("Maximum width", max_width, 1, 1024)
         _check_int("Maximum entries", max_entries, 1, 1024)
 
     lanes = property(lambda self: self._lanes)
+    post_lanes = property(lambda self: self._post_lanes)
     max_width = property(lambda self: self._max_width)
     max_entries = property(lambda self: self._max_entries)
     ram_word_bytes = property(lambda self: self._ram_word_bytes)
@@ -229,6 +239,7 @@ class KpuEngine(wiring.Component):
         bn_add = Array(Signal(signed(32), name=f"bn_add_{j}") for j in range(P))
         bn_shift = Array(Signal(4, name=f"bn_shift_{j}") for j in range(P))
         w_sum = Array(Signal(W_SUM_BITS, name=f"w_sum_{j}") for j in range(P))
+        w_term = Array(Signal(signed(48), name=f"w_term_{j}") for j in range(P))
         add_term = Signal(signed(52))       # arg_add · G
 
         # ---- memories private to the engine -----------------------------------------------
@@ -245,9 +256,6 @@ class KpuEngine(wiring.Component):
         xsum_wr = xsum.write_port()
         xsum_rd = xsum.read_port(transparent_for=(xsum_wr,))
         xsum_post = xsum.read_port()
-        m.submodules.pbuf = pbuf = memory.Memory(shape=POOL_BITS, depth=P * WMAX, init=[])
-        pbuf_wr = pbuf.write_port()
-        pbuf_rd = pbuf.read_port(transparent_for=(pbuf_wr,))
 
         # ---- control FSM ------------------------------------------------------------------
         run_start = Signal()                # pulse: a group's compute begins
@@ -320,6 +328,14 @@ class KpuEngine(wiring.Component):
             with m.State("COEF"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(coef_done):
+                    m.d.sync += w_count.eq(0)
+                    m.next = "WTERM"
+            with m.State("WTERM"):
+                # (arg_w · Σw) >> shr_w of each lane, one multiplier for all lanes.
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [w_term[w_count].eq((d.arg_w * w_sum[w_count]) >> d.shr_w),
+                             w_count.eq(w_count + 1)]
+                with m.If(w_count == P - 1):
                     m.d.comb += run_start.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
@@ -372,7 +388,7 @@ class KpuEngine(wiring.Component):
 
         with m.If(run_start):
             m.d.sync += [fy.eq(0), fe.eq(0), fk.eq(0), fr.eq(0), feeding.eq(1),
-                         fill_state.eq(0), rows_done.eq(0), rows_freed.eq(0)]
+                         fill_state.eq(0), rows_done.eq(0)]
 
         # The row segment that request ``fr`` reads.
         ch = Signal(11)
@@ -541,8 +557,7 @@ class KpuEngine(wiring.Component):
         # ---- post: conv args, batch-norm, activation, pool, write back --------------------
         post_idle = self._post(m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active,
                                rows_done, rows_freed, run_start, acc_post, xsum_post,
-                               pbuf_rd, pbuf_wr, xs, ym, ash, abias, bn_mul, bn_add,
-                               bn_shift, w_sum, add_term)
+                               xs, ym, ash, abias, bn_mul, bn_add, bn_shift, w_term, add_term)
 
         compute_idle = Signal()
         m.d.comb += compute_idle.eq(~feeding & (fill_state == 0) & ~x_valid & ~flush_pending
@@ -714,227 +729,296 @@ class KpuEngine(wiring.Component):
 
     # ------------------------------------------------------------------------------------------
     def _post(self, m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active, rows_done,
-              rows_freed, run_start, acc_post, xsum_post, pbuf_rd, pbuf_wr, xs, ym, ash, abias,
-              bn_mul, bn_add, bn_shift, w_sum, add_term):
-        """Post pipeline; returns a signal that is 1 when it has nothing left to do."""
+              rows_freed, run_start, acc_post, xsum_post, xs, ym, ash, abias, bn_mul, bn_add,
+              bn_shift, w_term, add_term):
+        """Post pipeline, ``post_lanes`` output channels a cycle at the same pixel.
+
+        The whole pipeline (a submodule under an :class:`EnableInserter`) stalls while the
+        write bank is still draining the previous words; returns a signal that is 1 when it
+        has nothing left to do.
+        """
         P = self._lanes
+        Q = self._post_lanes
+        NG = P // Q                         # lane groups
         B = self._ram_word_bytes
         WMAX = self._max_width
         log_b = B.bit_length() - 1
+        mp = Module()
+        stall = Signal()
+        m.submodules.post = EnableInserter(~stall)(mp)
+        m.d.comb += [acc_post.en.eq(~stall), xsum_post.en.eq(~stall)]
+
         Kind = data.StructLayout({"valid": 1, "xpad": 1, "ypad": 1})
-        Meta = data.StructLayout({"kind": Kind, "j": range(P), "x": range(WMAX + 1),
-                                  "y": 10})
+        Meta = data.StructLayout({"kind": Kind, "g": range(NG), "lanes": Q,
+                                  "x": range(WMAX + 1), "y": 10})
         s1_pool = (pool == _Pool.MEAN_2_S1) | (pool == _Pool.MAX_2_S1)
 
-        # Sequencer: rows in order, lanes, columns (+ a pad column / pad row for s1 pools).
+        # Sequencer: rows in order; lane groups; columns (+ pad column / pad row, s1 pools).
         py = Signal(10)
-        pj = Signal(range(P + 1))
+        pg = Signal(range(NG + 1))
         px = Signal(range(WMAX + 2))
         posting = Signal()
-        with m.If(run_start):
-            m.d.sync += [py.eq(0), pj.eq(0), px.eq(0), posting.eq(1)]
+        with mp.If(run_start):
+            mp.d.sync += [py.eq(0), pg.eq(0), px.eq(0), posting.eq(1), rows_freed.eq(0)]
         last_x = Mux(s1_pool & (py < H), W, W - 1)
+        last_g = Signal(range(NG))
+        m.d.comb += last_g.eq((lanes_active - 1) // Q)
         row_ready = (py < rows_done) | (py == H)
         issue = Signal()
         m0 = Signal(Meta)
-        m.d.comb += [issue.eq(posting & row_ready),
-                     m0.kind.valid.eq(issue), m0.kind.xpad.eq(px == W),
-                     m0.kind.ypad.eq(py == H), m0.j.eq(pj), m0.x.eq(px), m0.y.eq(py)]
+        mp.d.comb += [issue.eq(posting & row_ready),
+                      m0.kind.valid.eq(issue), m0.kind.xpad.eq(px == W),
+                      m0.kind.ypad.eq(py == H), m0.g.eq(pg), m0.x.eq(px), m0.y.eq(py)]
+        mp.d.comb += [m0.lanes[q].eq(pg * Q + q < lanes_active) for q in range(Q)]
         addr = py[0] * WMAX + px
-        m.d.comb += [acc_post.addr.eq(addr), xsum_post.addr.eq(addr)]
-        with m.If(issue):
-            with m.If(px == last_x):
-                m.d.sync += px.eq(0)
-                with m.If(pj == lanes_active - 1):
-                    m.d.sync += pj.eq(0)
-                    with m.If(py < H):
-                        m.d.sync += rows_freed.eq(rows_freed + 1)
-                    with m.If((py == H) | ((py == H - 1) & ~s1_pool)):
-                        m.d.sync += posting.eq(0)
-                    with m.Else():
-                        m.d.sync += py.eq(py + 1)
-                with m.Else():
-                    m.d.sync += pj.eq(pj + 1)
-            with m.Else():
-                m.d.sync += px.eq(px + 1)
+        mp.d.comb += [acc_post.addr.eq(addr), xsum_post.addr.eq(addr)]
+        with mp.If(issue):
+            with mp.If(px == last_x):
+                mp.d.sync += px.eq(0)
+                with mp.If(pg == last_g):
+                    mp.d.sync += pg.eq(0)
+                    with mp.If(py < H):
+                        mp.d.sync += rows_freed.eq(rows_freed + 1)
+                    with mp.If((py == H) | ((py == H - 1) & ~s1_pool)):
+                        mp.d.sync += posting.eq(0)
+                    with mp.Else():
+                        mp.d.sync += py.eq(py + 1)
+                with mp.Else():
+                    mp.d.sync += pg.eq(pg + 1)
+            with mp.Else():
+                mp.d.sync += px.eq(px + 1)
 
         stages = [m0]
 
         def stage(name):
             meta = Signal(Meta, name=f"post_meta_{name}")
-            m.d.sync += meta.eq(stages[-1])
+            mp.d.sync += meta.eq(stages[-1])
             stages.append(meta)
             return meta
 
-        # P1: memories answer; conv-argument terms.
-        m1 = stage("p1")
-        acc_v = Signal(32)
-        m.d.comb += acc_v.eq(acc_post.data.as_value().word_select(m1.j, 32))
-        m2 = stage("p2")
-        p2_acc = Signal(32)
-        p2_x = Signal(signed(48))
-        p2_w = Signal(signed(48))
-        m.d.sync += [p2_acc.eq(acc_v),
-                     p2_x.eq((d.arg_x * xsum_post.data) >> d.shr_x),
-                     p2_w.eq((d.arg_w * w_sum[m1.j]) >> d.shr_w)]
-        m3 = stage("p3")
-        p3_alu = Signal(signed(ACC_BITS))
-        m.d.sync += p3_alu.eq((p2_acc + p2_x + p2_w + add_term)[:ACC_BITS].as_signed())
-        m4 = stage("p4")
-        p4_prod = Signal(signed(60))
-        p4_shift = Signal(4)
-        p4_add = Signal(signed(32))
-        m.d.sync += [p4_prod.eq(p3_alu * bn_mul[m3.j]), p4_shift.eq(bn_shift[m3.j]),
-                     p4_add.eq(bn_add[m3.j])]
-        m5 = stage("p5")
-        p5_v = Signal(signed(ACC_BITS))
-        m.d.sync += p5_v.eq(((p4_prod >> p4_shift) + p4_add)[:ACC_BITS].as_signed())
-        m6 = stage("p6")
-        p6_v = Signal(signed(ACC_BITS))
-        p6_above = Signal(SEGMENTS)
-        m.d.sync += [p6_v.eq(p5_v)] + [p6_above[s].eq(p5_v > xs[s]) for s in range(SEGMENTS)]
-        m7 = stage("p7")
-        idx = Signal(4)
-        for s in range(SEGMENTS):           # the last segment whose x_start < v; 0 if none
-            with m.If(p6_above[s]):
-                m.d.comb += idx.eq(s)
-        p7_d = Signal(signed(ACC_BITS + 1))
-        p7_ym = Signal(signed(16))
-        p7_sh = Signal(6)
-        p7_bias = Signal(8)
-        m.d.sync += [p7_d.eq(p6_v - xs[idx]), p7_ym.eq(ym[idx]), p7_sh.eq(ash[idx]),
-                     p7_bias.eq(abias[idx])]
-        m8 = stage("p8")
-        p8_t = Signal(signed(ACC_BITS + 17))
-        p8_sh = Signal(6)
-        p8_bias = Signal(8)
-        m.d.sync += [p8_t.eq(p7_d * p7_ym), p8_sh.eq(p7_sh), p8_bias.eq(p7_bias)]
-        m9 = stage("p9")
-        # nncase's rounding shift: floor, then + sign when the fraction is above one half, or
-        # exactly one half with an odd quotient.
-        integral = Signal(signed(ACC_BITS + 17))
-        fraction2 = Signal(ACC_BITS + 18 + 64)
-        one = Signal(64 + 1)
-        m.d.comb += [integral.eq(p8_t >> p8_sh),
-                     fraction2.eq((p8_t - (integral << p8_sh)).as_unsigned() << 1),
-                     one.eq(Const(1, 1) << p8_sh)]
-        up = (fraction2 > one) | ((fraction2 == one) & integral[0])
-        rounded = Mux(p8_sh == 0, p8_t,
-                      integral + Mux(up, Mux(p8_t < 0, -1, 1), 0))
-        y_full = Signal(signed(ACC_BITS + 19))
-        m.d.comb += y_full.eq(rounded + p8_bias)
-        p9_u = Signal(8)
-        m.d.sync += p9_u.eq(Mux(y_full < 0, 0, Mux(y_full > 255, 255, y_full)))
+        def lane(array, g, q):
+            """Element ``g·Q + q`` of a per-lane Array."""
+            return Array(array[gg * Q + q] for gg in range(NG))[g]
 
-        # Pool Q0 (input m9, p9_u): horizontal combine, pick, or bypass.
+        # P1: the memories answer. P2: conv-argument terms.
+        m1 = stage("p1")
+        m2 = stage("p2")
+        p2_x = Signal(signed(48))
+        mp.d.sync += p2_x.eq((d.arg_x * xsum_post.data) >> d.shr_x)
+        p2_acc = [Signal(ACC_SUM_BITS, name=f"p2_acc_{q}") for q in range(Q)]
+        p2_w = [Signal(signed(48), name=f"p2_w_{q}") for q in range(Q)]
+        for q in range(Q):
+            mp.d.sync += [p2_acc[q].eq(lane(acc_post.data, m1.g, q)),
+                          p2_w[q].eq(lane(w_term, m1.g, q))]
+        m3 = stage("p3")
+        m4 = stage("p4")
+        m5 = stage("p5")
+        m6 = stage("p6")
+        m7 = stage("p7")
+        m8 = stage("p8")
+        m9 = stage("p9")
+        p9_u = []
+        for q in range(Q):
+            p3_alu = Signal(signed(ACC_BITS), name=f"p3_alu_{q}")
+            mp.d.sync += p3_alu.eq((p2_acc[q] + p2_x + p2_w[q] + add_term)[:ACC_BITS].as_signed())
+            p4_prod = Signal(signed(60), name=f"p4_prod_{q}")
+            p4_shift = Signal(4, name=f"p4_shift_{q}")
+            p4_add = Signal(signed(32), name=f"p4_add_{q}")
+            mp.d.sync += [p4_prod.eq(p3_alu * lane(bn_mul, m3.g, q)),
+                          p4_shift.eq(lane(bn_shift, m3.g, q)),
+                          p4_add.eq(lane(bn_add, m3.g, q))]
+            p5_v = Signal(signed(ACC_BITS), name=f"p5_v_{q}")
+            mp.d.sync += p5_v.eq(((p4_prod >> p4_shift) + p4_add)[:ACC_BITS].as_signed())
+            p6_v = Signal(signed(ACC_BITS), name=f"p6_v_{q}")
+            p6_above = Signal(SEGMENTS, name=f"p6_above_{q}")
+            mp.d.sync += [p6_v.eq(p5_v)]
+            mp.d.sync += [p6_above[s].eq(p5_v > xs[s]) for s in range(SEGMENTS)]
+            idx = Signal(4, name=f"p6_segment_{q}")
+            for s in range(SEGMENTS):       # the last segment whose x_start < v; 0 if none
+                with mp.If(p6_above[s]):
+                    mp.d.comb += idx.eq(s)
+            p7_d = Signal(signed(ACC_BITS + 1), name=f"p7_d_{q}")
+            p7_ym = Signal(signed(16), name=f"p7_ym_{q}")
+            p7_sh = Signal(6, name=f"p7_sh_{q}")
+            p7_bias = Signal(8, name=f"p7_bias_{q}")
+            mp.d.sync += [p7_d.eq(p6_v - xs[idx]), p7_ym.eq(ym[idx]), p7_sh.eq(ash[idx]),
+                          p7_bias.eq(abias[idx])]
+            p8_t = Signal(signed(ACC_BITS + 17), name=f"p8_t_{q}")
+            p8_sh = Signal(6, name=f"p8_sh_{q}")
+            p8_bias = Signal(8, name=f"p8_bias_{q}")
+            mp.d.sync += [p8_t.eq(p7_d * p7_ym), p8_sh.eq(p7_sh), p8_bias.eq(p7_bias)]
+            u = Signal(8, name=f"p9_u_{q}")
+            mp.d.sync += u.eq(self._round_clamp(mp, p8_t, p8_sh, p8_bias, q))
+            p9_u.append(u)
+
+        # Pool Q0 (m9, p9_u): horizontal combine, pick, or bypass; issue the row-buffer read.
         is_max = (pool == _Pool.MAX_2_S2) | (pool == _Pool.MAX_4_S4) | (pool == _Pool.MAX_2_S1)
         block2 = (pool == _Pool.MAX_2_S2) | (pool == _Pool.MEAN_2_S2)
         block4 = (pool == _Pool.MAX_4_S4) | (pool == _Pool.MEAN_4_S4)
-        u = p9_u
-        hacc = Signal(POOL_BITS)
-        prev_u = Signal(8)
 
         def op(a, b):
             return Mux(is_max, Mux(a > b, a, b), a + b)
 
+        mp.submodules.pbuf = pbuf = memory.Memory(
+            shape=data.ArrayLayout(POOL_BITS, Q), depth=NG * WMAX, init=[])
+        pbuf_wr = pbuf.write_port()
+        pbuf_rd = pbuf.read_port(transparent_for=(pbuf_wr,))
+        hacc = [Signal(POOL_BITS, name=f"hacc_{q}") for q in range(Q)]
+        prev_u = [Signal(8, name=f"prev_u_{q}") for q in range(Q)]
         q_valid = Signal()                  # H-token for the vertical stage
-        q_j = Signal(range(P))
+        q_g = Signal(range(NG))
+        q_lanes = Signal(Q)
         q_ox = Signal(range(WMAX + 1))
         q_y = Signal(10)
-        q_h = Signal(POOL_BITS)
+        q_h = [Signal(POOL_BITS, name=f"q_h_{q}") for q in range(Q)]
         q_ypad = Signal()
-        o_valid = Signal()                  # final output byte
-        o_j = Signal(range(P))
+        o_valid = Signal()                  # output bytes of one pixel, ``Q`` lanes
+        o_g = Signal(range(NG))
+        o_lanes = Signal(Q)
         o_ox = Signal(range(WMAX + 1))
         o_oy = Signal(10)
-        o_byte = Signal(8)
-        m.d.sync += [q_valid.eq(0), o_valid.eq(0)]
-        xs_ = m9.x
-        ys_ = m9.y
-        pb_addr_q0 = Signal(range(P * WMAX))
-        with m.If(m9.kind.valid):
-            with m.Switch(pool):
-                with m.Case(_Pool.BYPASS):
-                    m.d.sync += [o_valid.eq(1), o_j.eq(m9.j), o_ox.eq(xs_), o_oy.eq(ys_),
-                                 o_byte.eq(u)]
-                with m.Case(_Pool.LEFT_TOP_2_S2, _Pool.RIGHT_TOP_2_S2, _Pool.LEFT_TOP_4_S4):
+        o_byte = [Signal(8, name=f"o_byte_{q}") for q in range(Q)]
+        mp.d.sync += [q_valid.eq(0), o_valid.eq(0)]
+        xq = m9.x
+        yq = m9.y
+
+        def out(ox, oy, values, g, lanes):
+            mp.d.sync += [o_valid.eq(1), o_g.eq(g), o_lanes.eq(lanes), o_ox.eq(ox),
+                          o_oy.eq(oy)]
+            mp.d.sync += [o_byte[q].eq(values[q]) for q in range(Q)]
+
+        def h_token(ox, values, ypad):
+            mp.d.sync += [q_valid.eq(1), q_g.eq(m9.g), q_lanes.eq(m9.lanes), q_ox.eq(ox),
+                          q_y.eq(yq), q_ypad.eq(ypad)]
+            mp.d.sync += [q_h[q].eq(values[q]) for q in range(Q)]
+            mp.d.comb += pbuf_rd.addr.eq(m9.g * WMAX + ox)
+
+        with mp.If(m9.kind.valid):
+            with mp.Switch(pool):
+                with mp.Case(_Pool.BYPASS):
+                    out(xq, yq, p9_u, m9.g, m9.lanes)
+                with mp.Case(_Pool.LEFT_TOP_2_S2, _Pool.RIGHT_TOP_2_S2, _Pool.LEFT_TOP_4_S4):
                     sh = Mux(pool == _Pool.LEFT_TOP_4_S4, 2, 1)
                     kmask = Mux(pool == _Pool.LEFT_TOP_4_S4, 3, 1)
                     want_x = Mux(pool == _Pool.RIGHT_TOP_2_S2, 1, 0)
-                    ox = xs_ >> sh
-                    oy = ys_ >> sh
-                    with m.If(((xs_ & kmask) == want_x) & ((ys_ & kmask) == 0)
-                              & (ox < OW) & (oy < OH)):
-                        m.d.sync += [o_valid.eq(1), o_j.eq(m9.j), o_ox.eq(ox), o_oy.eq(oy),
-                                     o_byte.eq(u)]
-                with m.Case(_Pool.MAX_2_S2, _Pool.MEAN_2_S2, _Pool.MAX_4_S4, _Pool.MEAN_4_S4):
+                    with mp.If(((xq & kmask) == want_x) & ((yq & kmask) == 0)
+                               & ((xq >> sh) < OW) & ((yq >> sh) < OH)):
+                        out(xq >> sh, yq >> sh, p9_u, m9.g, m9.lanes)
+                with mp.Case(_Pool.MAX_2_S2, _Pool.MEAN_2_S2, _Pool.MAX_4_S4, _Pool.MEAN_4_S4):
                     kmask = Mux(block4, 3, 1)
                     sh = Mux(block4, 2, 1)
-                    new_h = Mux((xs_ & kmask) == 0, u, op(hacc, u))
-                    m.d.sync += hacc.eq(new_h)
-                    with m.If((xs_ & kmask) == kmask):
-                        m.d.sync += [q_valid.eq(1), q_j.eq(m9.j), q_ox.eq(xs_ >> sh),
-                                     q_y.eq(ys_), q_h.eq(new_h), q_ypad.eq(0)]
-                        m.d.comb += pb_addr_q0.eq(m9.j * WMAX + (xs_ >> sh))
-                with m.Case(_Pool.MEAN_2_S1, _Pool.MAX_2_S1):
-                    with m.If(m9.kind.ypad):
-                        m.d.sync += [q_valid.eq(1), q_j.eq(m9.j), q_ox.eq(xs_), q_y.eq(ys_),
-                                     q_ypad.eq(1)]
-                        m.d.comb += pb_addr_q0.eq(m9.j * WMAX + xs_)
-                    with m.Else():
-                        cur = Mux(m9.kind.xpad, Mux(is_max, 0, prev_u), u)
-                        m.d.sync += prev_u.eq(u)
-                        with m.If(xs_ != 0):
-                            m.d.sync += [q_valid.eq(1), q_j.eq(m9.j), q_ox.eq(xs_ - 1),
-                                         q_y.eq(ys_), q_h.eq(op(prev_u, cur)), q_ypad.eq(0)]
-                            m.d.comb += pb_addr_q0.eq(m9.j * WMAX + xs_ - 1)
-        m.d.comb += pbuf_rd.addr.eq(pb_addr_q0)
+                    new_h = [Mux((xq & kmask) == 0, p9_u[q], op(hacc[q], p9_u[q]))
+                             for q in range(Q)]
+                    mp.d.sync += [hacc[q].eq(new_h[q]) for q in range(Q)]
+                    with mp.If((xq & kmask) == kmask):
+                        h_token(xq >> sh, new_h, 0)
+                with mp.Case(_Pool.MEAN_2_S1, _Pool.MAX_2_S1):
+                    with mp.If(m9.kind.ypad):
+                        h_token(xq, [0] * Q, 1)
+                    with mp.Else():
+                        cur = [Mux(m9.kind.xpad, Mux(is_max, 0, prev_u[q]), p9_u[q])
+                               for q in range(Q)]
+                        mp.d.sync += [prev_u[q].eq(p9_u[q]) for q in range(Q)]
+                        with mp.If(xq != 0):
+                            h_token(xq - 1, [op(prev_u[q], cur[q]) for q in range(Q)], 0)
 
         # Pool Q1: vertical combine with the row buffer.
         pb = pbuf_rd.data
-        m.d.comb += [pbuf_wr.addr.eq(q_j * WMAX + q_ox), pbuf_wr.en.eq(0)]
-        with m.If(q_valid):
-            with m.If(block2 | block4):
+        mp.d.comb += pbuf_wr.addr.eq(q_g * WMAX + q_ox)
+        with mp.If(q_valid):
+            with mp.If(block2 | block4):
                 kmask = Mux(block4, 3, 1)
                 sh = Mux(block4, 2, 1)
                 vr = q_y & kmask
-                new_v = Mux(vr == 0, q_h, op(pb, q_h))
-                m.d.comb += [pbuf_wr.en.eq(1), pbuf_wr.data.eq(new_v)]
-                oy = q_y >> sh
-                with m.If((vr == kmask) & (q_ox < OW) & (oy < OH)):
-                    mean_shift = Mux(block4, 4, 2)
-                    m.d.sync += [o_valid.eq(1), o_j.eq(q_j), o_ox.eq(q_ox), o_oy.eq(oy),
-                                 o_byte.eq(Mux(is_max, new_v, new_v >> mean_shift))]
-            with m.Else():                  # stride-1 2×2
-                with m.If(q_ypad):
-                    m.d.sync += [o_valid.eq(1), o_j.eq(q_j), o_ox.eq(q_ox), o_oy.eq(q_y - 1),
-                                 o_byte.eq(Mux(is_max, pb, (pb + pb) >> 2))]
-                with m.Else():
-                    m.d.comb += [pbuf_wr.en.eq(1), pbuf_wr.data.eq(q_h)]
-                    with m.If(q_y != 0):
-                        m.d.sync += [o_valid.eq(1), o_j.eq(q_j), o_ox.eq(q_ox),
-                                     o_oy.eq(q_y - 1),
-                                     o_byte.eq(Mux(is_max, op(pb, q_h), (pb + q_h) >> 2))]
+                new_v = [Mux(vr == 0, q_h[q], op(pb[q], q_h[q])) for q in range(Q)]
+                mp.d.comb += pbuf_wr.en.eq(1)
+                mp.d.comb += [pbuf_wr.data[q].eq(new_v[q]) for q in range(Q)]
+                mean_shift = Mux(block4, 4, 2)
+                with mp.If((vr == kmask) & (q_ox < OW) & ((q_y >> sh) < OH)):
+                    out(q_ox, q_y >> sh,
+                        [Mux(is_max, new_v[q], new_v[q] >> mean_shift) for q in range(Q)],
+                        q_g, q_lanes)
+            with mp.Else():                 # stride-1 2×2
+                with mp.If(q_ypad):
+                    out(q_ox, q_y - 1, [Mux(is_max, pb[q], (pb[q] + pb[q]) >> 2)
+                                        for q in range(Q)], q_g, q_lanes)
+                with mp.Else():
+                    mp.d.comb += pbuf_wr.en.eq(1)
+                    mp.d.comb += [pbuf_wr.data[q].eq(q_h[q]) for q in range(Q)]
+                    with mp.If(q_y != 0):
+                        out(q_ox, q_y - 1,
+                            [Mux(is_max, op(pb[q], q_h[q]), (pb[q] + q_h[q]) >> 2)
+                             for q in range(Q)], q_g, q_lanes)
 
-        # Write-back address, then the write.
-        w_valid = Signal()
-        w_addr = Signal.like(self.ram_wr.addr)
-        w_lane = Signal(range(B))
-        w_byte = Signal(8)
-        oc = oc0 + o_j
+        # Coalescer: each lane gathers the bytes of one RAM word of its output row, then the
+        # ``Q`` words move to the write bank, which writes one a cycle. Every lane's row starts
+        # 16-byte aligned, so all lanes cross word boundaries at the same column.
+        c_data = [Signal(8 * B, name=f"c_data_{q}") for q in range(Q)]
+        c_mask = [Signal(B, name=f"c_mask_{q}") for q in range(Q)]
+        pos = o_ox[:log_b]
+        new_data = [Signal(8 * B, name=f"c_new_data_{q}") for q in range(Q)]
+        new_mask = [Signal(B, name=f"c_new_mask_{q}") for q in range(Q)]
+        for q in range(Q):
+            mp.d.comb += [new_data[q].eq(c_data[q]), new_mask[q].eq(c_mask[q])]
+            mp.d.comb += [new_data[q].word_select(pos, 8).eq(o_byte[q]),
+                          new_mask[q].bit_select(pos, 1).eq(o_lanes[q])]
+        flush = Signal()
+        mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | (o_ox == OW - 1)))
+        with mp.If(o_valid):
+            with mp.If(flush):
+                mp.d.sync += [c_mask[q].eq(0) for q in range(Q)]
+            with mp.Else():
+                mp.d.sync += [c_data[q].eq(new_data[q]) for q in range(Q)]
+                mp.d.sync += [c_mask[q].eq(new_mask[q]) for q in range(Q)]
+
+        # Write bank (outside the stalled pipeline).
+        bank_busy = Signal()
+        bank_q = Signal(range(Q))
+        bank_g = Signal(range(NG))
+        bank_oy = Signal(10)
+        bank_word = Signal(range(WMAX // B + 2))
+        bank_data = Array(Signal(8 * B, name=f"bank_data_{q}") for q in range(Q))
+        bank_mask = Array(Signal(B, name=f"bank_mask_{q}") for q in range(Q))
+        bank_last = Signal()
+        m.d.comb += [bank_last.eq(bank_busy & (bank_q == Q - 1)),
+                     stall.eq(flush & bank_busy & ~bank_last)]
+        with m.If(bank_busy):
+            m.d.sync += bank_q.eq(bank_q + 1)
+            with m.If(bank_last):
+                m.d.sync += [bank_busy.eq(0), bank_q.eq(0)]
+        with m.If(flush & ~stall):
+            m.d.sync += [bank_busy.eq(1), bank_q.eq(0), bank_g.eq(o_g), bank_oy.eq(o_oy),
+                         bank_word.eq(o_ox >> log_b)]
+            m.d.sync += [bank_data[q].eq(new_data[q]) for q in range(Q)]
+            m.d.sync += [bank_mask[q].eq(new_mask[q]) for q in range(Q)]
+        oc = oc0 + bank_g * Q + bank_q
         line = (d.image_dst_addr + (oc >> out_shift) * d.wb_channel_switch_addr
-                + o_oy * d.wb_row_switch_addr)
+                + bank_oy * d.wb_row_switch_addr)
         out_pitch_shift = Signal(3)
         out_slot = Signal(2)
         m.d.comb += [out_pitch_shift.eq(6 - out_shift),
                      out_slot.eq(oc & Mux(out_shift == 2, 3, Mux(out_shift == 1, 1, 0)))]
-        byte = line * LINE_BYTES + (out_slot << out_pitch_shift) + o_ox
-        m.d.sync += [w_valid.eq(o_valid), w_addr.eq(byte >> log_b), w_lane.eq(byte[:log_b]),
-                     w_byte.eq(o_byte)]
-        m.d.comb += [self.ram_wr.addr.eq(w_addr), self.ram_wr.data.eq(w_byte.replicate(B)),
-                     self.ram_wr.en.eq(Mux(w_valid, 1 << w_lane, 0))]
+        byte = line * LINE_BYTES + (out_slot << out_pitch_shift) + bank_word * B
+        m.d.comb += [self.ram_wr.addr.eq(byte >> log_b), self.ram_wr.data.eq(bank_data[bank_q]),
+                     self.ram_wr.en.eq(Mux(bank_busy, bank_mask[bank_q], 0))]
 
         idle = Signal()
         m.d.comb += idle.eq(~posting & ~Cat(s.kind.valid for s in stages[1:]).any()
-                            & ~q_valid & ~o_valid & ~w_valid)
+                            & ~q_valid & ~o_valid & ~bank_busy)
         return idle
+
+    @staticmethod
+    def _round_clamp(m, t, shift, bias, q):
+        """nncase's rounding shift of ``t`` (floor, then + sign when the fraction is above one
+        half, or exactly one half with an odd quotient), plus ``bias``, clamped to uint8."""
+        integral = Signal(signed(len(t)), name=f"round_integral_{q}")
+        fraction2 = Signal(len(t) + 66, name=f"round_fraction2_{q}")
+        one = Signal(65, name=f"round_one_{q}")
+        m.d.comb += [integral.eq(t >> shift),
+                     fraction2.eq((t - (integral << shift)).as_unsigned() << 1),
+                     one.eq(Const(1, 1) << shift)]
+        up = (fraction2 > one) | ((fraction2 == one) & integral[0])
+        rounded = Mux(shift == 0, t, integral + Mux(up, Mux(t < 0, -1, 1), 0))
+        y = Signal(signed(len(t) + 2), name=f"round_y_{q}")
+        m.d.comb += y.eq(rounded + bias)
+        return Mux(y < 0, 0, Mux(y > 255, 255, y))

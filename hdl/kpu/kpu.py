@@ -85,7 +85,7 @@ class Kpu(wiring.Component):
         Weight memory size: a multiple of 8 bytes.
     fifo_layers : int
         Descriptors the FIFO holds (12 words each).
-    ram_word_bytes, lanes, max_width, max_entries, platform
+    ram_word_bytes, lanes, post_lanes, max_width, max_entries, platform
         See :class:`.engine.KpuEngine`.
 
     Members
@@ -105,7 +105,8 @@ class Kpu(wiring.Component):
         64..2097152, not 100"``.
     """
     def __init__(self, *, ram_bytes=64 * 1024, weight_bytes=16 * 1024, fifo_layers=2,
-                 ram_word_bytes=16, lanes=2, max_width=64, max_entries=64, platform=None):
+                 ram_word_bytes=16, lanes=2, post_lanes=1, max_width=64, max_entries=64,
+                 platform=None):
         try:
             if (isinstance(ram_bytes, bool) or not isinstance(ram_bytes, int)
                     or not LINE_BYTES <= ram_bytes <= 2 * 1024 * 1024
@@ -124,7 +125,7 @@ class Kpu(wiring.Component):
                                  f"{fifo_layers!r}")
             self._engine = KpuEngine(
                 ram_words=ram_bytes // ram_word_bytes, ram_word_bytes=ram_word_bytes,
-                weight_words=weight_bytes // WEIGHT_WORD_BYTES, lanes=lanes,
+                weight_words=weight_bytes // WEIGHT_WORD_BYTES, lanes=lanes, post_lanes=post_lanes,
                 max_width=max_width, max_entries=max_entries, platform=platform)
         except ValueError:
             self._MustUse__silence = True   # a rejected object is not an unused design
