@@ -290,11 +290,42 @@ class KpuEngine(wiring.Component):
                                  self.int_en.eq(d.int_en)]
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [oc0.eq(0), w_addr.eq(d.active_addr >> 3), w_count.eq(0),
-                                 add_term.eq(d.arg_add * g_ic)]
-                    m.next = "ACT"
-            with m.State("ACT"):
+                    m.d.sync += [oc0.eq(0), add_term.eq(d.arg_add * g_ic)]
+                    m.next = "GROUP"
+            with m.State("GROUP"):
+                m.d.comb += [self.busy.eq(1), coef_start.eq(1)]
+                m.next = "COEF"
+            with m.State("COEF"):
                 m.d.comb += self.busy.eq(1)
+                with m.If(coef_done):
+                    m.d.comb += run_start.eq(1)
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(group_done):
+                    with m.If(oc0 + group_size >= OC):
+                        m.d.sync += [self.done.eq(1), self.error.eq(0),
+                                     self.reason.eq(GatewareReason.OK),
+                                     self.int_en.eq(d.int_en)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += oc0.eq(oc0 + group_size)
+                        m.next = "GROUP"
+
+        # Side tables load while the group computes (only the post pipeline needs them): the
+        # activation table with a layer's first group, then the group's batch-norm entries.
+        tables_ready = Signal()
+        with m.FSM(name="tables"):
+            with m.State("WAIT"):
+                with m.If(run_start):
+                    m.d.sync += [w_count.eq(0), tables_ready.eq(0)]
+                    with m.If(oc0 == 0):
+                        m.d.sync += w_addr.eq(d.active_addr >> 3)
+                        m.next = "ACT"
+                    with m.Else():
+                        m.d.sync += w_addr.eq((d.bwsx_base_addr >> 3) + oc0)
+                        m.next = "BN"
+            with m.State("ACT"):
                 with m.If(w_count < SEGMENTS + 2):
                     m.d.sync += [w_addr.eq(w_addr + 1), w_count.eq(w_count + 1),
                                  w_arrive.eq(1), w_index.eq(w_count)]
@@ -308,13 +339,9 @@ class KpuEngine(wiring.Component):
                             m.d.sync += [abias[8 * half + b].eq(self.w_rd.data.word_select(b, 8))
                                          for b in range(8)]
                     with m.If(w_index == SEGMENTS + 1):
-                        m.next = "BN_SETUP"
-            with m.State("BN_SETUP"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [w_addr.eq((d.bwsx_base_addr >> 3) + oc0), w_count.eq(0)]
-                m.next = "BN"
+                        m.d.sync += [w_addr.eq((d.bwsx_base_addr >> 3) + oc0), w_count.eq(0)]
+                        m.next = "BN"
             with m.State("BN"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(w_count < lanes_active):
                     m.d.sync += [w_addr.eq(w_addr + 1), w_count.eq(w_count + 1),
                                  w_arrive.eq(1), w_index.eq(w_count)]
@@ -323,35 +350,11 @@ class KpuEngine(wiring.Component):
                     m.d.sync += [bn_mul[w_index].eq(bn.mul), bn_add[w_index].eq(bn.add),
                                  bn_shift[w_index].eq(bn.shift)]
                 with m.If((w_count == lanes_active) & ~w_arrive):
-                    m.d.comb += coef_start.eq(1)
-                    m.next = "COEF"
-            with m.State("COEF"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(coef_done):
-                    m.d.sync += w_count.eq(0)
-                    m.next = "WTERM"
-            with m.State("WTERM"):
-                # (arg_w · Σw) >> shr_w of each lane, one multiplier for all lanes.
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [w_term[w_count].eq((d.arg_w * w_sum[w_count]) >> d.shr_w),
-                             w_count.eq(w_count + 1)]
-                with m.If(w_count == P - 1):
-                    m.d.comb += run_start.eq(1)
-                    m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(group_done):
-                    with m.If(oc0 + group_size >= OC):
-                        m.d.sync += [self.done.eq(1), self.error.eq(0),
-                                     self.reason.eq(GatewareReason.OK),
-                                     self.int_en.eq(d.int_en)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += oc0.eq(oc0 + group_size)
-                        m.next = "BN_SETUP"
+                    m.d.sync += tables_ready.eq(1)
+                    m.next = "WAIT"
 
-        self._coef_loader(m, d, coef_start, coef_done, w_addr, w_sum, coef_wr, per_oc,
-                          n_entries, lanes_active, oc0, k3)
+        self._coef_loader(m, d, coef_start, coef_done, w_addr, w_sum, w_term, coef_wr, per_oc,
+                          lanes_active, oc0)
 
         # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
         R_MAX = TAPS
@@ -557,7 +560,8 @@ class KpuEngine(wiring.Component):
         # ---- post: conv args, batch-norm, activation, pool, write back --------------------
         post_idle = self._post(m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active,
                                rows_done, rows_freed, run_start, acc_post, xsum_post,
-                               xs, ym, ash, abias, bn_mul, bn_add, bn_shift, w_term, add_term)
+                               xs, ym, ash, abias, bn_mul, bn_add, bn_shift, w_term, add_term,
+                               tables_ready)
 
         compute_idle = Signal()
         m.d.comb += compute_idle.eq(~feeding & (fill_state == 0) & ~x_valid & ~flush_pending
@@ -666,10 +670,11 @@ class KpuEngine(wiring.Component):
         return result
 
     # ------------------------------------------------------------------------------------------
-    def _coef_loader(self, m, d, start, done, w_addr, w_sum, coef_wr, per_oc, n_entries,
-                     lanes_active, oc0, k3):
+    def _coef_loader(self, m, d, start, done, w_addr, w_sum, w_term, coef_wr, per_oc,
+                     lanes_active, oc0):
         """Copy the group's weights into the coefficient buffer, 8 bytes a cycle in, one
-        9-byte entry a cycle out (at most); sums each lane's weights into ``w_sum``."""
+        9-byte entry a cycle out (at most); sums each lane's weights into ``w_sum`` and sets
+        ``w_term`` = ``(arg_w · Σw) >> shr_w`` as each lane completes."""
         P = self._lanes
         first = Signal(32)                  # byte address of the group's first weight
         m.d.comb += first.eq(d.para_start_addr + oc0 * per_oc)
@@ -709,11 +714,14 @@ class KpuEngine(wiring.Component):
         m.d.comb += entry_bytes.eq(buf & ((Const(1, 8 * TAPS + 1) << (need * 8)) - 1))
         m.d.comb += [coef_wr.addr.eq(entry), coef_wr.en.eq(Mux(pop, 1 << lane, 0)),
                      coef_wr.data.eq(entry_bytes.replicate(P))]
+        lane_sum = Signal(W_SUM_BITS)
+        m.d.comb += lane_sum.eq(w_sum[lane] + sum(entry_bytes.word_select(t, 8)
+                                                  for t in range(TAPS)))
         with m.If(pop):
-            m.d.sync += w_sum[lane].eq(w_sum[lane] + sum(entry_bytes.word_select(t, 8)
-                                                         for t in range(TAPS)))
+            m.d.sync += w_sum[lane].eq(lane_sum)
             with m.If(remaining == need):
-                m.d.sync += [entry.eq(0), remaining.eq(per_oc), lane.eq(lane + 1)]
+                m.d.sync += [entry.eq(0), remaining.eq(per_oc), lane.eq(lane + 1),
+                             w_term[lane].eq((d.arg_w * lane_sum) >> d.shr_w)]
                 with m.If(lane == lanes_active - 1):
                     m.d.sync += active.eq(0)
                     m.d.comb += done.eq(1)
@@ -730,7 +738,7 @@ class KpuEngine(wiring.Component):
     # ------------------------------------------------------------------------------------------
     def _post(self, m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active, rows_done,
               rows_freed, run_start, acc_post, xsum_post, xs, ym, ash, abias, bn_mul, bn_add,
-              bn_shift, w_term, add_term):
+              bn_shift, w_term, add_term, tables_ready):
         """Post pipeline, ``post_lanes`` output channels a cycle at the same pixel.
 
         The whole pipeline (a submodule under an :class:`EnableInserter`) stalls while the
@@ -763,7 +771,7 @@ class KpuEngine(wiring.Component):
         last_x = Mux(s1_pool & (py < H), W, W - 1)
         last_g = Signal(range(NG))
         m.d.comb += last_g.eq((lanes_active - 1) // Q)
-        row_ready = (py < rows_done) | (py == H)
+        row_ready = tables_ready & ((py < rows_done) | (py == H))
         issue = Signal()
         m0 = Signal(Meta)
         mp.d.comb += [issue.eq(posting & row_ready),
