@@ -1,0 +1,26 @@
+"""KPU benchmark: exact cycle counts and the utilisation goals of issue 3 (ECP5 configuration,
+144 MAC units). The layers' outputs are checked against the golden model inside ``measure``."""
+
+import pytest
+
+from nangua.bench.kpu import GOALS, measure
+
+# Measured with ``python -m nangua.bench.kpu --configs ecp5``; the engine is deterministic, so
+# any change to these numbers is a change of the schedule and must be looked at.
+EXPECTED_CYCLES = {
+    "conv3x3_c16_o16_16x16": 4444,
+    "conv1x1_c16_o16_16x16": 610,
+}
+
+
+@pytest.mark.parametrize("layer", sorted(EXPECTED_CYCLES))
+def test_cycles_and_utilisation(layer):
+    result = measure("ecp5", layer)
+    assert result["cycles"] == EXPECTED_CYCLES[layer]
+    assert result["utilisation"] >= GOALS[layer]
+
+
+def test_unknown_layer_is_refused():
+    from nangua.bench.kpu import _list, LAYERS
+    with pytest.raises(ValueError, match=r"^unknown layer 'conv5x5'; choose from "):
+        _list("conv5x5", LAYERS, "layer")
