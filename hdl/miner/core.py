@@ -7,6 +7,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..params import checking
 from ..sha256 import model as sha
 from ..sha256.pipeline import folded_rounds, unrolled_rounds
 from ..sha256.words import JobWord, add, as_value, round_step, small_sigma0, small_sigma1
@@ -121,7 +122,9 @@ class Sha256dCore(wiring.Component):
 
     def __init__(self, *, unroll=64, cores=1, precompute=True, fold_constants=True,
                  early_exit=True):
-        self._config = config = CoreConfig(unroll, cores, precompute, fold_constants, early_exit)
+        with checking(self):
+            self._config = config = CoreConfig(unroll, cores, precompute, fold_constants,
+                                               early_exit)
         super().__init__({
             "midstate":    In(data.ArrayLayout(unsigned(32), 8)),
             "tail":        In(data.ArrayLayout(unsigned(32), 3)),

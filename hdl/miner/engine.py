@@ -5,6 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from ..params import checking
 from .core import CoreConfig, Sha256dCore
 from .layouts import JOB_ID_BITS, JobLayout, ResultKind, ResultLayout
 
@@ -62,9 +63,11 @@ class MinerEngine(wiring.Component):
 
     def __init__(self, *, unroll=64, cores=1, precompute=True, fold_constants=True,
                  early_exit=True, fifo_depth=16):
-        if not isinstance(fifo_depth, int) or fifo_depth < 2:
-            raise ValueError(f"fifo_depth must be an integer of at least 2, not {fifo_depth!r}")
-        self._config = CoreConfig(unroll, cores, precompute, fold_constants, early_exit)
+        with checking(self):
+            if not isinstance(fifo_depth, int) or fifo_depth < 2:
+                raise ValueError(f"fifo_depth must be an integer of at least 2, "
+                                 f"not {fifo_depth!r}")
+            self._config = CoreConfig(unroll, cores, precompute, fold_constants, early_exit)
         self._fifo_depth = fifo_depth
         super().__init__()
 
