@@ -9,7 +9,7 @@ import importlib
 import sys
 
 #: Sub-command modules, in the order ``nangua --help`` lists them.
-COMMANDS = ["demo", "verilog", "bench"]
+COMMANDS = ["demo", "verilog", "bench", "build"]
 
 
 def build_parser():
