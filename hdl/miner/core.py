@@ -53,25 +53,30 @@ class CoreConfig:
         return self.cores * self.unroll / 64
 
     @property
+    def unrolled(self):
+        return self.unroll == 64
+
+    @property
     def first_round(self):
-        return PRECOMPUTED_ROUNDS if self.precompute else 0
+        """First round of the first hash in the pipeline (3 when precomputed)."""
+        # Folded, a stage's round logic serves all its rounds: precomputing three of them would
+        # save no logic and cost a round of its own, so only the unrolled pipeline does it.
+        return PRECOMPUTED_ROUNDS if self.precompute and self.unrolled else 0
 
     @property
     def second_hash_rounds(self):
-        return EARLY_EXIT_ROUNDS if self.early_exit else 64
-
-    def stages(self, rounds):
-        return -(-rounds // self.rounds_per_stage)
+        """Rounds of the second hash in the pipeline (61 with the early exit, unrolled)."""
+        # Folded, the early exit keeps all 64 rounds (h after round 64 is e after round 61) and
+        # saves the final additions and the comparison of the lower 224 bits.
+        return EARLY_EXIT_ROUNDS if self.early_exit and self.unrolled else 64
 
     @property
     def latency(self):
         """Enabled clocks from a nonce's sampling to its slot's ``out_valid``."""
-        r = self.rounds_per_stage
-        stages = self.stages(64 - self.first_round) + self.stages(self.second_hash_rounds)
-        if r == 1:
-            return stages
-        # Folded: each compression's output register adds one hand-off.
-        return stages * r + r
+        if self.unrolled:
+            return 64 - self.first_round + self.second_hash_rounds
+        # Folded: 64 rounds per hash, and each hash's output register adds one hand-off.
+        return 2 * 64 + self.rounds_per_stage
 
 
 class Sha256dCore(wiring.Component):
@@ -88,14 +93,17 @@ class Sha256dCore(wiring.Component):
         Pipelines side by side; pipeline ``c`` hashes ``nonce + c``.
     precompute : bool
         Compute the first hash's rounds 0..2 (which depend only on the job) once per job, with
-        one iterative round, instead of in pipeline stages for every nonce.
+        one iterative round, instead of in pipeline stages for every nonce. Only when fully
+        unrolled: a folded stage's round logic serves all its rounds, so there it saves nothing.
     fold_constants : bool
         Fold the constant message words (block-2 padding; the second hash's IV and words 8..15)
         into the logic. Off, they are carried in pipeline registers like data.
     early_exit : bool
-        Stop the second hash after round 61 and compare only H7 (= IV7 + e): the hash value's top
-        32 bits. A nonce whose top word equals the target's is reported even if the lower bits
-        miss (probability 2**-32 per hash); off, all 64 rounds run and all 256 bits are compared.
+        Compare only H7, the hash value's top 32 bits, with the target's top word. Fully
+        unrolled, the second hash then stops after round 61 (H7 = IV7 + e); folded, the rounds
+        stay and the other seven final additions and the 224-bit comparison go. A nonce whose top
+        word equals the target's is reported even if the lower bits miss (probability 2**-32 per
+        hash; host software re-checks); off, all 256 bits are compared.
 
     Members
     -------
@@ -188,7 +196,7 @@ class Sha256dCore(wiring.Component):
 
         tail = [JobWord(self.tail[i]) for i in range(3)]
         midstate = [JobWord(self.midstate[i]) for i in range(8)]
-        if self.precompute:
+        if self.first_round:
             state1 = self._precompute_unit(m)
         else:
             # Naive: the job's midstate and W0..W2 ride the pipeline with every nonce.
@@ -207,7 +215,7 @@ class Sha256dCore(wiring.Component):
             nonce = (self.nonce + c)[:32] if c else self.nonce
             words1 = {0: tail[0], 1: tail[1], 2: tail[2], 3: nonce}
             words1.update({4 + i: w for i, w in enumerate(padding1)})
-            if self.precompute:
+            if self.first_round:
                 # W16 and W17 depend only on W0..W2 and constants: fixed for the job.
                 words1[16] = add(small_sigma1(words1[14]), words1[9], small_sigma0(tail[1]),
                                  tail[0])
@@ -229,7 +237,8 @@ class Sha256dCore(wiring.Component):
                 valid = carry["valid"]
 
             if self.early_exit:
-                h7 = as_value(add(iv[7], out2[4]))
+                # H7 = IV7 + h after round 64 = IV7 + e after round 61.
+                h7 = as_value(add(iv[7], out2[4] if last2 == EARLY_EXIT_ROUNDS else out2[7]))
                 hit = bswap32(h7) <= self.target[224:256]
             else:
                 digest2 = [as_value(add(h, x)) for h, x in zip(iv, out2)]

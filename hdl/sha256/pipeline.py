@@ -8,12 +8,12 @@ working variables after round ``last - 1``. Words may be constants, job words or
 * :func:`unrolled_rounds` places one registered stage per round. A message-schedule word is
   computed one stage before its round and kept only while a later round or schedule word needs
   it, so the schedule window shrinks wherever words are constant and towards the end.
-* :func:`folded_rounds` places ``ceil((last - first) / rounds_per_stage)`` stages, each running
+* :func:`folded_rounds` places ``(last - first) / rounds_per_stage`` stages, each running
   ``rounds_per_stage`` rounds on successive clocks with a 16-word schedule window; every stage hands
   its nonce to the next stage on the same clock (``handoff``).
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Const, Module, Signal
 
 from . import model
 from .words import add, as_value, is_flow, round_step, round_step_hk, schedule_word
@@ -133,7 +133,9 @@ def folded_rounds(m, *, name, first, last, rounds_per_stage, state, words, carry
     """
     r = rounds_per_stage
     count = last - first
-    stages = -(-count // r)
+    if count % r:
+        raise ValueError(f"{count} rounds do not split into stages of {r}")
+    stages = count // r
     window = schedule_words(words, first, 16)
     load_state = [as_value(x) for x in state]
     load_window = [as_value(window[t]) for t in range(first, first + 16)]
@@ -145,20 +147,11 @@ def folded_rounds(m, *, name, first, last, rounds_per_stage, state, words, carry
         win = [Signal(32, name=f"{prefix}_w{i}") for i in range(16)]
         car = {key: Signal(len(v), name=f"{prefix}_{key}") for key, v in load_carry.items()}
         base = first + s * r
-        active_rounds = min(r, last - base)
-        k = Array(Const(model.K[base + p] if p < active_rounds else 0, 32) for p in range(r))
+        k = Array(Const(model.K[base + p], 32) for p in range(r))
         keep = _keeper(m, prefix)
         next_state = round_step(tuple(st), k[phase], win[0], keep)
         shifted = win[1:] + [keep("w16", schedule_word(win[14], win[9], win[1], win[0]))]
-        if active_rounds == r:
-            result_state, result_window = list(next_state), shifted
-        else:
-            # This last stage has fewer rounds than phases: it holds its result through the rest.
-            active = phase < active_rounds
-            result_state = [keep(f"hold_{slot}", Mux(active, x, y))
-                            for slot, x, y in zip(SLOTS, next_state, st)]
-            result_window = [keep(f"hold_w{i}", Mux(active, x, y))
-                             for i, (x, y) in enumerate(zip(shifted, win))]
+        result_state, result_window = list(next_state), shifted
         with m.If(enable):
             with m.If(handoff):
                 m.d.sync += [x.eq(y) for x, y in zip(st, load_state)]
