@@ -9,6 +9,7 @@ from amaranth.lib import crc, data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import protocol
+from .uart import checking_parameters
 
 #: Width of every error counter (they wrap).
 COUNTER_BITS = 32
@@ -93,9 +94,11 @@ class FrameReceiver(wiring.Component):
     """
 
     def __init__(self, lengths, *, timeout):
-        self._lengths = check_lengths(lengths)
-        if not isinstance(timeout, int) or timeout < 1:
-            raise ValueError(f"timeout must be a positive integer of clocks, not {timeout!r}")
+        with checking_parameters(self):
+            self._lengths = check_lengths(lengths)
+            if not isinstance(timeout, int) or timeout < 1:
+                raise ValueError(f"timeout must be a positive integer of clocks, "
+                                 f"not {timeout!r}")
         self._timeout = timeout
         self._max_payload = max(self._lengths.values())
         #: The CRC unit, made at elaboration (``amaranth.lib.crc.Processor``) unless something
@@ -251,9 +254,10 @@ class FrameTransmitter(wiring.Component):
     """
 
     def __init__(self, payload_bytes):
-        if not isinstance(payload_bytes, int) or not 0 <= payload_bytes < protocol.SYNC:
-            raise ValueError(f"payload_bytes must be an integer in 0..{protocol.SYNC - 1}, "
-                             f"not {payload_bytes!r}")
+        with checking_parameters(self):
+            if not isinstance(payload_bytes, int) or not 0 <= payload_bytes < protocol.SYNC:
+                raise ValueError(f"payload_bytes must be an integer in 0..{protocol.SYNC - 1}, "
+                                 f"not {payload_bytes!r}")
         self._payload_bytes = payload_bytes
         super().__init__({
             "i": In(stream.Signature(FrameLayout(payload_bytes))),

@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from ..miner.layouts import JOB_ID_BITS, JobLayout, ResultKind, ResultLayout
 from . import protocol
 from .framing import COUNTER_BITS
-from .uart import UARTReceiver, UARTTransmitter, check_divisor
+from .uart import UARTReceiver, UARTTransmitter, check_divisor, checking_parameters
 
 #: Byte offsets in a work packet.
 MIDSTATE_OFFSET = 0
@@ -69,11 +69,13 @@ class IcarusLink(wiring.Component):
 
     def __init__(self, *, divisor, target=protocol.ICARUS_TARGET,
                  timeout_bits=protocol.TIMEOUT_BIT_TIMES):
-        self._divisor = check_divisor(divisor)
-        if not isinstance(target, int) or not 0 <= target < 1 << 256:
-            raise ValueError(f"target must be a 256-bit unsigned integer, not {target!r}")
-        if not isinstance(timeout_bits, int) or timeout_bits < 1:
-            raise ValueError(f"timeout_bits must be a positive integer, not {timeout_bits!r}")
+        with checking_parameters(self):
+            self._divisor = check_divisor(divisor)
+            if not isinstance(target, int) or not 0 <= target < 1 << 256:
+                raise ValueError(f"target must be a 256-bit unsigned integer, not {target!r}")
+            if not isinstance(timeout_bits, int) or timeout_bits < 1:
+                raise ValueError(f"timeout_bits must be a positive integer, "
+                                 f"not {timeout_bits!r}")
         self._target = target
         self._timeout = protocol.timeout_clocks(divisor, timeout_bits)
         super().__init__({

@@ -11,7 +11,7 @@ from ..miner.layouts import JOB_ID_BITS, JobLayout, ResultKind, ResultLayout
 from . import protocol
 from .framing import COUNTER_BITS, FrameLayout, FrameReceiver, FrameTransmitter
 from .protocol import Kind
-from .uart import UARTReceiver, UARTTransmitter, check_divisor
+from .uart import UARTReceiver, UARTTransmitter, check_divisor, checking_parameters
 
 
 def payload_layout(kind):
@@ -189,9 +189,11 @@ class NativeLink(wiring.Component):
     def __init__(self, *, divisor, unroll=1, cores=1, clk_freq=0, baud=0,
                  timeout_bits=protocol.TIMEOUT_BIT_TIMES):
         check_job_payload()
-        self._divisor = check_divisor(divisor)
-        if not isinstance(timeout_bits, int) or timeout_bits < 1:
-            raise ValueError(f"timeout_bits must be a positive integer, not {timeout_bits!r}")
+        with checking_parameters(self):
+            self._divisor = check_divisor(divisor)
+            if not isinstance(timeout_bits, int) or timeout_bits < 1:
+                raise ValueError(f"timeout_bits must be a positive integer, "
+                                 f"not {timeout_bits!r}")
         self._timeout_bits = timeout_bits
         self._identity = identity_fields(unroll=unroll, cores=cores, clk_freq=clk_freq,
                                          baud=baud)

@@ -9,7 +9,7 @@ from ..miner.engine import MinerEngine
 from .protocol import DEFAULT_BAUD, ICARUS_TARGET, TIMEOUT_BIT_TIMES
 from .icarus import IcarusLink
 from .native import NativeLink
-from .uart import divisor_for
+from .uart import checking_parameters, divisor_for
 
 PROTOCOLS = ("native", "icarus")
 
@@ -56,9 +56,11 @@ class MinerLinkTop(wiring.Component):
     def __init__(self, *, protocol="native", unroll=64, cores=1, clk_freq,
                  baud=DEFAULT_BAUD, timeout_bits=TIMEOUT_BIT_TIMES, icarus_target=ICARUS_TARGET,
                  **engine_options):
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
-        divisor = divisor_for(clk_freq, baud)
+        with checking_parameters(self):
+            if protocol not in PROTOCOLS:
+                raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, "
+                                 f"not {protocol!r}")
+            divisor = divisor_for(clk_freq, baud)
         self._protocol = protocol
         self.engine = MinerEngine(unroll=unroll, cores=cores, **engine_options)
         if protocol == "native":
