@@ -9,7 +9,7 @@ from amaranth.lib import crc, data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import protocol
-from .uart import checking_parameters
+from ..params import checking
 
 #: Width of every error counter (they wrap).
 COUNTER_BITS = 32
@@ -94,7 +94,7 @@ class FrameReceiver(wiring.Component):
     """
 
     def __init__(self, lengths, *, timeout):
-        with checking_parameters(self):
+        with checking(self):
             self._lengths = check_lengths(lengths)
             if not isinstance(timeout, int) or timeout < 1:
                 raise ValueError(f"timeout must be a positive integer of clocks, "
@@ -254,7 +254,7 @@ class FrameTransmitter(wiring.Component):
     """
 
     def __init__(self, payload_bytes):
-        with checking_parameters(self):
+        with checking(self):
             if not isinstance(payload_bytes, int) or not 0 <= payload_bytes < protocol.SYNC:
                 raise ValueError(f"payload_bytes must be an integer in 0..{protocol.SYNC - 1}, "
                                  f"not {payload_bytes!r}")

@@ -10,10 +10,11 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..params import checking
 from ..miner.layouts import JOB_ID_BITS, JobLayout, ResultKind, ResultLayout
 from . import protocol
 from .framing import COUNTER_BITS
-from .uart import UARTReceiver, UARTTransmitter, check_divisor, checking_parameters
+from .uart import UARTReceiver, UARTTransmitter, check_divisor
 
 #: Byte offsets in a work packet.
 MIDSTATE_OFFSET = 0
@@ -69,7 +70,7 @@ class IcarusLink(wiring.Component):
 
     def __init__(self, *, divisor, target=protocol.ICARUS_TARGET,
                  timeout_bits=protocol.TIMEOUT_BIT_TIMES):
-        with checking_parameters(self):
+        with checking(self):
             self._divisor = check_divisor(divisor)
             if not isinstance(target, int) or not 0 <= target < 1 << 256:
                 raise ValueError(f"target must be a 256-bit unsigned integer, not {target!r}")

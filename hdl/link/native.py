@@ -7,11 +7,12 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..params import checking
 from ..miner.layouts import JOB_ID_BITS, JobLayout, ResultKind, ResultLayout
 from . import protocol
 from .framing import COUNTER_BITS, FrameLayout, FrameReceiver, FrameTransmitter
 from .protocol import Kind
-from .uart import UARTReceiver, UARTTransmitter, check_divisor, checking_parameters
+from .uart import UARTReceiver, UARTTransmitter, check_divisor
 
 
 def payload_layout(kind):
@@ -189,7 +190,7 @@ class NativeLink(wiring.Component):
     def __init__(self, *, divisor, unroll=1, cores=1, clk_freq=0, baud=0,
                  timeout_bits=protocol.TIMEOUT_BIT_TIMES):
         check_job_payload()
-        with checking_parameters(self):
+        with checking(self):
             self._divisor = check_divisor(divisor)
             if not isinstance(timeout_bits, int) or timeout_bits < 1:
                 raise ValueError(f"timeout_bits must be a positive integer, "

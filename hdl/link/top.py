@@ -5,11 +5,12 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..params import checking
 from ..miner.engine import MinerEngine
 from .protocol import DEFAULT_BAUD, ICARUS_TARGET, TIMEOUT_BIT_TIMES
 from .icarus import IcarusLink
 from .native import NativeLink
-from .uart import checking_parameters, divisor_for
+from .uart import divisor_for
 
 PROTOCOLS = ("native", "icarus")
 
@@ -56,7 +57,7 @@ class MinerLinkTop(wiring.Component):
     def __init__(self, *, protocol="native", unroll=64, cores=1, clk_freq,
                  baud=DEFAULT_BAUD, timeout_bits=TIMEOUT_BIT_TIMES, icarus_target=ICARUS_TARGET,
                  **engine_options):
-        with checking_parameters(self):
+        with checking(self):
             if protocol not in PROTOCOLS:
                 raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, "
                                  f"not {protocol!r}")

@@ -4,28 +4,17 @@ Both take the bit time as a clock ``divisor`` (clocks per bit); :func:`divisor_f
 from a clock frequency and a baud rate.
 """
 
-from contextlib import contextmanager
-
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import cdc, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from ..params import checking
 
 #: The smallest divisor: the receiver samples mid-bit and needs a half bit of at least 2 clocks.
 MIN_DIVISOR = 4
 #: Largest baud-rate error accepted by :func:`divisor_for`; 8N1 tolerates about 5 % in total
 #: between both ends, so each end may take half of it.
 MAX_BAUD_ERROR = 0.025
-
-
-@contextmanager
-def checking_parameters(component):
-    """Validate a component's parameters in this block: if they are bad, the half-built
-    component is not later reported as an unused elaboratable (it was never meant to be used)."""
-    try:
-        yield
-    except Exception:
-        component._MustUse__silence = True
-        raise
 
 
 def check_divisor(divisor):
@@ -94,7 +83,7 @@ class UARTReceiver(wiring.Component):
     """
 
     def __init__(self, divisor):
-        with checking_parameters(self):
+        with checking(self):
             self._divisor = check_divisor(divisor)
         super().__init__({
             "rx": In(1, init=1),
@@ -186,7 +175,7 @@ class UARTTransmitter(wiring.Component):
     """
 
     def __init__(self, divisor):
-        with checking_parameters(self):
+        with checking(self):
             self._divisor = check_divisor(divisor)
         super().__init__({
             "i": In(stream.Signature(8)),
