@@ -24,10 +24,14 @@ LATENCY = 2
 
 
 def _platform_family(platform):
-    """``"ice40"``, ``"ecp5"`` or ``None`` (behavioural) for a platform object or ``None``."""
+    """``"ice40"``, ``"ecp5"`` or ``None`` (behavioural) for a platform object, a family name or
+    ``None``."""
     if platform is None:
         return None
-    family = getattr(platform, "family", None) or type(platform).__name__.lower()
+    if isinstance(platform, str):
+        family = platform
+    else:
+        family = getattr(platform, "family", None) or type(platform).__name__.lower()
     for name in ("ice40", "ecp5"):
         if name in str(family).lower():
             return name
@@ -64,8 +68,9 @@ class Ice40Mul8x8Pair(Elaboratable):
             p_NEG_TRIGGER=0,
             i_CLK=ClockSignal(), i_CE=1, i_A=self.a, i_B=self.b, i_C=0, i_D=0,
             i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
-            i_IRSTTOP=ResetSignal(), i_IRSTBOT=ResetSignal(),
-            i_ORSTTOP=ResetSignal(), i_ORSTBOT=ResetSignal(),
+            # No reset: the primitive's resets are asynchronous, and the array's results are
+            # only used under the engine's (reset) valid flags.
+            i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
             i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
             i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
             o_O=self.o)
@@ -134,10 +139,14 @@ class MacArray(wiring.Component):
         If ``lanes`` is not an integer in 1..64, or the platform is neither iCE40 nor ECP5.
     """
     def __init__(self, lanes, *, platform=None, sim_primitives=False):
-        if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= 64:
-            raise ValueError(f"Lanes must be an integer in 1..64, not {lanes!r}")
+        try:
+            if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= 64:
+                raise ValueError(f"Lanes must be an integer in 1..64, not {lanes!r}")
+            self._family = _platform_family(platform)
+        except ValueError:
+            self._MustUse__silence = True   # a rejected object is not an unused design
+            raise
         self._lanes = lanes
-        self._family = _platform_family(platform)
         self._sim_primitives = sim_primitives
         super().__init__({
             "x": In(data.ArrayLayout(8, TAPS)),
