@@ -9,7 +9,7 @@ import importlib
 import sys
 
 #: Sub-command modules, in the order ``nangua --help`` lists them.
-COMMANDS = ["demo", "verilog", "bench", "build"]
+COMMANDS = ["demo", "verilog", "bench", "build", "sim"]
 
 
 def build_parser():

