@@ -149,12 +149,17 @@ class Sha256dCore(wiring.Component):
         })
 
     config = property(lambda self: self._config)
-
-    def __getattr__(self, name):
-        # unroll, cores, the optimisation switches and the derived figures live in the config.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._config, name)
+    unroll = property(lambda self: self._config.unroll)
+    cores = property(lambda self: self._config.cores)
+    precompute = property(lambda self: self._config.precompute)
+    fold_constants = property(lambda self: self._config.fold_constants)
+    early_exit = property(lambda self: self._config.early_exit)
+    rounds_per_stage = property(lambda self: self._config.rounds_per_stage)
+    first_round = property(lambda self: self._config.first_round)
+    second_hash_rounds = property(lambda self: self._config.second_hash_rounds)
+    nonces_per_clock = property(lambda self: self._config.nonces_per_clock)
+    #: Enabled clocks from a nonce's sampling to its slot's ``out_valid``.
+    latency = property(lambda self: self._config.latency)
 
     def _constant(self, value):
         """A constant word: folded, or a register-borne value when folding is off."""

@@ -75,10 +75,12 @@ class MinerEngine(wiring.Component):
     config = property(lambda self: self._config)
     fifo_depth = property(lambda self: self._fifo_depth)
 
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._config, name)
+    unroll = property(lambda self: self._config.unroll)
+    cores = property(lambda self: self._config.cores)
+    early_exit = property(lambda self: self._config.early_exit)
+    nonces_per_clock = property(lambda self: self._config.nonces_per_clock)
+    #: Enabled clocks from a nonce entering the core to its result being known.
+    latency = property(lambda self: self._config.latency)
 
     def elaborate(self, platform):
         m = Module()
