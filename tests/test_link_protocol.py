@@ -2,6 +2,7 @@
 gateware's layouts."""
 
 import random
+from pathlib import Path
 
 import pytest
 from amaranth.lib import crc as amaranth_crc
@@ -11,9 +12,10 @@ from nangua.hdl.link.native import payload_layout
 from nangua.hdl.link.protocol import PAYLOAD_BYTES, SYNC, Kind, crc16
 from nangua.hdl.miner.layouts import JobLayout
 from nangua.hdl.miner.model import Job, header_nonce, midstate, tail_words
-from nangua.link import (DETECT_NONCE, DETECT_PACKET, Done, FrameDecoder, JobAck, Result,
-                         decode_nonce, decode_payload, decode_work, encode_frame, encode_job,
-                         encode_payload, encode_status_request, encode_work)
+from nangua.link import (DETECT_NONCE, DETECT_PACKET, Done, FrameDecoder, JobAck, NativeClient,
+                         Result, decode_nonce, decode_payload, decode_work, encode_frame,
+                         encode_identify_request, encode_job, encode_payload,
+                         encode_status_request, encode_work)
 
 from test_link_data import headers
 
@@ -139,3 +141,112 @@ def test_detect_packet_answers_000187a2():
 def test_decode_work_rejects_short_packet():
     with pytest.raises(ValueError, match=r"^an Icarus work packet has 64 bytes, not 63$"):
         decode_work(DETECT_PACKET[:-1])
+
+
+def doc_hex():
+    """The hex examples of docs/protocol.md, spaces removed."""
+    text = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    return "".join(text.split())
+
+
+def test_docs_job_example_is_what_the_encoder_sends():
+    header = dict(headers())[1]
+    nonce = header_nonce(header)
+    job = Job.from_header(header, nonce_start=nonce - 3, nonce_end=nonce + 2, job_id=9)
+    assert encode_job(job).hex() in doc_hex()
+    for kind, fields in [(Kind.JOB_ACK, {"job_id": 9}),
+                         (Kind.RESULT, {"job_id": 9, "nonce": nonce}),
+                         (Kind.DONE, {"job_id": 9, "nonce": nonce + 2})]:
+        assert encode_frame(kind, encode_payload(kind, **fields)).hex() in doc_hex()
+
+
+def test_docs_request_and_identify_examples():
+    identify = encode_frame(Kind.IDENTIFY, encode_payload(
+        Kind.IDENTIFY, name=b"nangua", protocol_version=1, version_major=0, version_minor=1,
+        unroll=8, cores=1, clk_hz=12_000_000, baud=115200))
+    for frame in (encode_status_request(), encode_identify_request(), identify):
+        assert frame.hex() in doc_hex()
+
+
+def test_docs_payload_sizes_match_protocol():
+    text = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    for kind in Kind:
+        assert f"| `{kind:#04x}` {kind.name} |" in text
+        assert f"| {PAYLOAD_BYTES[kind]} |" in text
+
+
+class FakeDevice:
+    """A pure-Python device behind a pyserial-like port: the client's counterpart for tests of
+    the client's own logic (the gateware is tested against the same encoder/decoder elsewhere).
+    Replies come in small pieces to exercise reassembly."""
+
+    def __init__(self):
+        self.decoder = FrameDecoder(kinds=protocol.HOST_KINDS)
+        self.outbox = bytearray()
+        self.jobs = 0
+
+    def send(self, kind, **fields):
+        self.outbox += encode_frame(kind, encode_payload(kind, **fields))
+
+    def write(self, data):
+        for kind, fields in self.decoder.feed(data):
+            if kind == Kind.JOB:
+                job = Job(fields["midstate"], fields["tail"], fields["target"],
+                          fields["nonce_start"], fields["nonce_end"], fields["job_id"])
+                self.jobs += 1
+                self.send(Kind.JOB_ACK, job_id=job.job_id)
+                for nonce in job.scan(early_exit=True):
+                    self.send(Kind.RESULT, job_id=job.job_id, nonce=nonce)
+                self.send(Kind.DONE, job_id=job.job_id, nonce=job.nonce_end)
+            elif kind == Kind.STATUS_REQUEST:
+                self.send(Kind.STATUS, hashes=0, results_dropped=0, uart_errors=0,
+                          checksum_errors=0, header_errors=0, timeouts=0,
+                          jobs_accepted=self.jobs, overruns=0, job_id=0, busy=0)
+            elif kind == Kind.IDENTIFY_REQUEST:
+                self.send(Kind.IDENTIFY, name=b"nangua", protocol_version=1, version_major=0,
+                          version_minor=1, unroll=8, cores=2, clk_hz=48_000_000, baud=115200)
+
+    def read(self, n):
+        n = min(n, 3)
+        data, self.outbox[:n] = bytes(self.outbox[:n]), b""
+        return data
+
+
+def small_job(job_id):
+    header = dict(headers())[1]
+    nonce = header_nonce(header)
+    return Job.from_header(header, nonce_start=nonce - 3, nonce_end=nonce + 2, job_id=job_id)
+
+
+def test_client_scan_returns_the_model_nonces():
+    client = NativeClient(FakeDevice(), timeout=1.0)
+    job = small_job(3)
+    assert client.scan(job) == job.scan(early_exit=True) == [header_nonce(dict(headers())[1])]
+
+
+def test_client_keeps_results_that_arrive_while_it_waits_for_status():
+    client = NativeClient(FakeDevice(), timeout=1.0)
+    job = small_job(4)
+    assert client.load_job(job) == JobAck(4)
+    assert client.status().jobs_accepted == 1
+    assert client.receive() == Result(4, header_nonce(dict(headers())[1]))
+    assert client.receive() == Done(4, job.nonce_end)
+    assert client.receive(timeout=0.01) is None
+
+
+def test_client_identify():
+    identity = NativeClient(FakeDevice(), timeout=1.0).identify()
+    assert (identity.name, identity.unroll, identity.cores) == (b"nangua", 8, 2)
+
+
+class SilentPort:
+    def write(self, data):
+        pass
+
+    def read(self, n):
+        return b""
+
+
+def test_client_times_out_on_a_silent_port():
+    with pytest.raises(TimeoutError, match=r"^no status frame from the device within 0\.05 s$"):
+        NativeClient(SilentPort(), timeout=0.05).status()
