@@ -6,3 +6,5 @@ def register(subparsers):
     benches = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
     from ..bench import miner
     miner.register(benches)
+    from ..bench import sim
+    sim.register(benches)
