@@ -2,6 +2,7 @@
 gateware's layouts."""
 
 import random
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,8 @@ class SilentPort:
 def test_client_times_out_on_a_silent_port():
     with pytest.raises(TimeoutError, match=r"^no status frame from the device within 0\.05 s$"):
         NativeClient(SilentPort(), timeout=0.05).status()
+
+
+def test_identify_version_is_the_package_version():
+    major, minor = (int(part) for part in version("nangua").split(".")[:2])
+    assert protocol.DESIGN_VERSION == (major, minor)

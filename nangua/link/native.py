@@ -8,8 +8,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from nangua.hdl.link.protocol import (CRC_BYTES, DESIGN_NAME, FIELDS, HEADER_BYTES, HOST_KINDS,
-                                      NAME_BYTES, PAYLOAD_BYTES, SYNC, Kind, crc16)
+from nangua.hdl.link.protocol import (CRC_BYTES, DESIGN_NAME, FIELDS, HEADER_BYTES, PAYLOAD_BYTES,
+                                      SYNC, Kind, crc16)
 
 
 def encode_payload(kind, **values):
@@ -146,7 +146,6 @@ class Identity:
 #: Message class of each device → host kind.
 MESSAGES = {Kind.JOB_ACK: JobAck, Kind.RESULT: Result, Kind.DONE: Done, Kind.STATUS: Status,
             Kind.IDENTIFY: Identity}
-DONE_KINDS = (Done,)
 
 
 class FrameDecoder:
@@ -159,6 +158,8 @@ class FrameDecoder:
     """
 
     def __init__(self, kinds=None):
+        # ``kinds``: the kinds to accept (default: device → host). Kinds without a message class
+        # (host → device, for a device model) come out as ``(kind, fields)`` tuples.
         self._lengths = {kind: PAYLOAD_BYTES[kind] for kind in (kinds or MESSAGES)}
         self._buffer = bytearray()
         self.checksum_errors = 0
@@ -286,7 +287,3 @@ class NativeClient:
                 return nonces
             nonces.append(message.nonce)
 
-
-__all__ = ["encode_payload", "decode_payload", "encode_frame", "encode_job",
-           "encode_status_request", "encode_identify_request", "FrameDecoder", "NativeClient",
-           "JobAck", "Result", "Done", "Status", "Identity", "HOST_KINDS", "NAME_BYTES"]
