@@ -3,12 +3,16 @@
 For every unroll and optimisation variant: the engine scans a job in the Amaranth simulator and
 the hash counter gives nonces per clock; YoWASP Yosys synthesises the whole miner (core + engine +
 result FIFO) for iCE40UP5K and ECP5-85F. Results are cached per configuration in the JSON report,
-so an interrupted sweep resumes where it stopped (``--fresh`` starts over).
+keyed by a hash of the design's RTLIL, so an interrupted sweep resumes where it stopped and a
+changed design is measured again (``--fresh`` starts over).
 """
 
+import hashlib
 import json
 import time
 from pathlib import Path
+
+from amaranth.back import rtlil
 
 from ..hdl.miner.core import UNROLL_CHOICES
 from .synth import FAMILIES, synthesize
@@ -56,6 +60,12 @@ def _list(text, allowed, what):
     return items
 
 
+def design_fingerprint(component):
+    """A short hash of the component's RTLIL: what a cached measurement is valid for."""
+    text = rtlil.convert(component, name="top", emit_src=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def measure_nonces_per_clock(unroll, switches, nonces=None):
     """Scan a job with an impossible target; nonces per clock between first and last hash."""
     from ..hdl.miner.engine import MinerEngine
@@ -93,8 +103,12 @@ def run(args):
     for unroll in unrolls:
         for variant in variants:
             key = f"unroll{unroll}-{variant}"
-            entry = report.setdefault(key, {"unroll": unroll, "variant": variant,
-                                            **VARIANTS[variant]})
+            # Cached figures count only for the very design they were measured on.
+            design = design_fingerprint(MinerEngine(unroll=unroll, **VARIANTS[variant]))
+            entry = report.get(key, {})
+            if entry.get("design") != design:
+                entry = report[key] = {"unroll": unroll, "variant": variant, "design": design,
+                                       **VARIANTS[variant]}
             if "nonces_per_clock" not in entry:
                 entry.update(measure_nonces_per_clock(unroll, VARIANTS[variant]))
                 save()
