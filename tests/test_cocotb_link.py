@@ -18,11 +18,19 @@ DEFAULT = [("native", 1, "icarus")]
 SLOW = [("icarus", 8, "verilator"), ("native", 8, "verilator"), ("icarus", 64, "verilator")]
 
 
+def skip_unless_installed(simulator):
+    """Skip only when the simulator is genuinely absent here."""
+    reason = runner.why_unavailable(simulator)
+    if reason is not None:
+        pytest.skip(reason)
+
+
 def top(protocol, unroll):
     return MinerLinkTop(protocol=protocol, unroll=unroll, clk_freq=BAUD * DIVISOR, baud=BAUD)
 
 
 def bench(protocol, unroll, simulator):
+    skip_unless_installed(simulator)
     runner.run(top(protocol, unroll), BENCH, simulator=simulator,
                toplevel=f"miner_top_{protocol}_u{unroll}", seed=1,
                extra_env={"NANGUA_PROTOCOL": protocol, "NANGUA_DIVISOR": str(DIVISOR)})

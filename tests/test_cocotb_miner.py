@@ -21,12 +21,20 @@ SLOW = [(config, simulator) for config in CONFIGS for simulator in runner.SIMULA
         if (config, simulator) not in DEFAULT]
 
 
+def skip_unless_installed(simulator):
+    """Skip only when the simulator is genuinely absent here."""
+    reason = runner.why_unavailable(simulator)
+    if reason is not None:
+        pytest.skip(reason)
+
+
 def engine(config):
     params = CONFIGS[config]
     return MinerEngine(unroll=params["unroll"], early_exit=params["early_exit"])
 
 
 def bench(config, simulator, seed=1):
+    skip_unless_installed(simulator)
     params = CONFIGS[config]
     runner.run(engine(config), BENCH, simulator=simulator, toplevel=f"miner_engine_{config}",
                seed=seed, extra_env={"NANGUA_EARLY_EXIT": str(int(params["early_exit"])),

@@ -36,6 +36,13 @@ class BrokenRegister(StreamRegister):
         return m
 
 
+def skip_unless_installed(simulator):
+    """Skip only when the simulator is genuinely absent here."""
+    reason = runner.why_unavailable(simulator)
+    if reason is not None:
+        pytest.skip(reason)
+
+
 def test_verilog_convert():
     assert "module stream_register" in runner.convert(StreamRegister(16), "stream_register")
 
@@ -67,6 +74,7 @@ def test_unknown_simulator():
 
 @pytest.mark.parametrize("simulator", runner.SIMULATORS)
 def test_stream_register(simulator):
+    skip_unless_installed(simulator)
     directory = runner.run(StreamRegister(16), "nangua.sim.benches.passthrough",
                            simulator=simulator, toplevel="stream_register", seed=1)
     assert (directory / "results.xml").exists()
@@ -74,6 +82,21 @@ def test_stream_register(simulator):
 
 @pytest.mark.parametrize("simulator", runner.SIMULATORS)
 def test_bench_catches_a_broken_register(simulator):
+    skip_unless_installed(simulator)
     with pytest.raises(runner.SimulationFailed, match="withdrawn or changed while stalled"):
         runner.run(BrokenRegister(16), "nangua.sim.benches.passthrough", simulator=simulator,
                    toplevel="broken_register", seed=1, testcase="test_gaps_and_backpressure")
+
+
+@pytest.mark.parametrize("simulator,waves", [("icarus", "stream_register.fst"),
+                                             ("verilator", "dump.vcd")])
+def test_waves_only_when_asked(simulator, waves, monkeypatch):
+    skip_unless_installed(simulator)
+    monkeypatch.delenv("WAVES", raising=False)
+    quiet = runner.run(StreamRegister(16), "nangua.sim.benches.passthrough", simulator=simulator,
+                       toplevel="stream_register", seed=2, testcase="test_full_rate")
+    assert not list(quiet.glob("*.fst")) + list(quiet.glob("*.vcd"))
+    monkeypatch.setenv("WAVES", "1")
+    loud = runner.run(StreamRegister(16), "nangua.sim.benches.passthrough", simulator=simulator,
+                      toplevel="stream_register", seed=2, testcase="test_full_rate")
+    assert loud != quiet and (loud / waves).stat().st_size > 0
