@@ -11,6 +11,7 @@ from nangua.hdl.link.formal import (FrameReceiverProof, FrameTransmitterProof, R
 from nangua.hdl.link.framing import FrameReceiver, FrameTransmitter
 from nangua.hdl.link.icarus import IcarusLink
 from nangua.hdl.link.native import NativeLink, ResponseScheduler, identity_fields
+from nangua.hdl.link.protocol import HOST_KINDS, PAYLOAD_BYTES
 from nangua.hdl.link.uart import UARTReceiver
 
 #: A receiver as the native link builds it, with small payloads so that whole frames (and a
@@ -18,12 +19,13 @@ from nangua.hdl.link.uart import UARTReceiver
 #: request-like kind 2 with none; timeout 3 clocks.
 SMALL_LENGTHS = {1: 2, 2: 0}
 FRAME_DEPTH = 16
+#: The receiver as the native link builds it.
+HOST_LENGTHS = {kind: PAYLOAD_BYTES[kind] for kind in HOST_KINDS}
 
 
 def prove(name, harness, dut, *, mode, depth):
-    result = run_sby(name, harness, free_inputs(dut) + getattr(harness, "free", []),
-                     mode=mode, depth=depth)
-    return result
+    return run_sby(name, harness, free_inputs(dut) + getattr(harness, "free", []),
+                   mode=mode, depth=depth)
 
 
 def identity():
@@ -75,6 +77,8 @@ def test_frame_transmitter_sends_whole_frames():
 
 @pytest.mark.parametrize("name, make, outputs, inputs", [
     ("uart_rx", lambda: UARTReceiver(4), ["o"], []),
+    ("frame_receiver", lambda: FrameReceiver(HOST_LENGTHS, timeout=40), ["o"], ["i"]),
+    ("frame_transmitter", lambda: FrameTransmitter(max(PAYLOAD_BYTES.values())), ["o"], ["i"]),
     ("native_link", lambda: NativeLink(divisor=4), ["job"], ["result"]),
     ("icarus_link", lambda: IcarusLink(divisor=4), ["job"], ["result"]),
 ])
