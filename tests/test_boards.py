@@ -15,12 +15,15 @@ from nangua.boards.clocks import ECP5PLLSettings, ICE40PLLSettings, add_locked_d
 from nangua.boards.icebreaker import ICEBreakerMiner
 from nangua.boards.ulx3s import ULX3SMiner
 from nangua.commands import build as build_command
+from nangua.hdl.miner.model import Job
+from nangua.link.native import encode_job
+from link_sim import simulate, uart_send, wait_for
 
 MHZ = 1_000_000
 BOARD_TOPS = {"icebreaker": ICEBreakerMiner, "ulx3s": ULX3SMiner}
 
 
-# --- PLL settings -------------------------------------------------------------------------------
+# --- PLL settings --------------------------------------------------------------------------------
 
 # (MHz out, DIVR, DIVF, DIVQ, FILTER_RANGE) as `icepll -i 12 -o MHZ` prints them.
 ICEPLL_12MHZ = [(18, 0, 47, 5, 1), (48, 0, 63, 4, 1), (30, 0, 79, 5, 1)]
@@ -91,7 +94,7 @@ def test_board_rejects_unreachable_clock(top, mhz, message):
         top.pll_settings(mhz * MHZ)
 
 
-# --- Build smoke tests --------------------------------------------------------------------------
+# --- Build smoke tests ---------------------------------------------------------------------------
 
 def build_files(top):
     plan = top.platform_class().build(top, name="top", do_build=False,
@@ -107,7 +110,8 @@ def test_icebreaker_build_plan():
         assert f"parameter \\{parameter}\n" in rtlil
     pcf = files["top.pcf"]
     for line in ("set_io clk12_0__io 35", "set_io uart_0__rx__io 6", "set_io uart_0__tx__io 9",
-                 "set_io led_g_0__io 37", "set_io led_r_0__io 11", "set_frequency clk12_0__io 12.0"):
+                 "set_io led_g_0__io 37", "set_io led_r_0__io 11",
+                 "set_frequency clk12_0__io 12.0"):
         assert line in pcf
     assert "--report top.report.json --timing-allow-fail" in files["build_top.sh"]
 
@@ -119,8 +123,10 @@ def test_ulx3s_build_plan():
     for parameter in ("CLKI_DIV 1", "CLKFB_DIV 2", "CLKOP_DIV 12", "CLKOP_CPHASE 6"):
         assert f"parameter \\{parameter}\n" in rtlil
     lpf = files["top.lpf"]
-    for line in ('LOCATE COMP "clk25_0__io" SITE "G2";', 'LOCATE COMP "uart_0__rx__io" SITE "M1";',
-                 'LOCATE COMP "uart_0__tx__io" SITE "L4";', 'FREQUENCY PORT "clk25_0__io" 25000000'):
+    for line in ('LOCATE COMP "clk25_0__io" SITE "G2";',
+                 'LOCATE COMP "uart_0__rx__io" SITE "M1";',
+                 'LOCATE COMP "uart_0__tx__io" SITE "L4";',
+                 'FREQUENCY PORT "clk25_0__io" 25000000'):
         assert line in lpf
 
 
@@ -138,6 +144,26 @@ def test_board_top_converts_for_simulation(board):
     text = verilog.convert(BOARD_TOPS[board](unroll=1), name="top", emit_src=False)
     for port in ("rx", "tx", "busy", "found"):
         assert re.search(rf"(input|output) {port};", text)
+
+
+def test_board_top_lights_busy_and_found_leds_in_simulation():
+    # 12 MHz is the oscillator (no PLL); 1.5 Mbaud makes 8 clocks per bit to keep the run short.
+    divisor = 8
+    top = ICEBreakerMiner(clk_freq=12 * MHZ, baud=12 * MHZ // divisor)
+    # Every hash meets an all-ones target: both nonces are found.
+    job = Job((0,) * 8, (0,) * 3, target=(1 << 256) - 1, nonce_start=5, nonce_end=6, job_id=3)
+
+    async def bench(ctx):
+        assert (ctx.get(top.busy), ctx.get(top.found)) == (0, 0)
+        await uart_send(ctx, top.rx, encode_job(job), divisor)
+        await wait_for(ctx, lambda: ctx.get(top.busy), limit=100)
+        await wait_for(ctx, lambda: ctx.get(top.found), limit=2000)
+        await wait_for(ctx, lambda: not ctx.get(top.busy), limit=2000)
+        # The found LED is stretched to FOUND_LED_SECONDS (3 M clocks): still lit.
+        await ctx.tick().repeat(100)
+        assert ctx.get(top.found)
+
+    simulate(top, bench, name="board_top_leds")
 
 
 # --- Reset after PLL lock ------------------------------------------------------------------------
@@ -173,7 +199,7 @@ def test_reset_held_until_locked_for_hold_clocks():
     assert resets[28:] == [0] * 2
 
 
-# --- nangua build ---------------------------------------------------------------------------------
+# --- nangua build --------------------------------------------------------------------------------
 
 def test_build_command_rejects_unknown_board():
     with pytest.raises(ValueError, match=r"^board must be one of icebreaker, ulx3s, not 'x'$"):
@@ -220,17 +246,35 @@ def test_build_log_utilisation_is_read_when_nextpnr_fails(tmp_path):
     assert result["clocks"] == {}
 
 
-# --- Place and route (slow) ------------------------------------------------------------------------
+# --- Place and route (slow) ----------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_icebreaker_default_fits_with_spare_and_meets_timing(tmp_path):
+def place_and_route(top, tmp_path):
     build_command.toolchain_environment()
-    top = ICEBreakerMiner()
     build_dir = os.path.relpath(tmp_path)
     top.platform_class().build(top, name="top", build_dir=build_dir,
                                **build_command.build_options())
-    result = build_command.read_report(build_dir)
+    return build_command.read_report(build_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=Exception,
+                   reason="the miner needs 7,692 of the UP5K's 5,280 LCs at unroll 1 "
+                          "(docs/boards.md)")
+def test_icebreaker_default_fits_with_spare_and_meets_timing(tmp_path):
+    top = ICEBreakerMiner()
+    result = place_and_route(top, tmp_path)
     used, available = result["utilisation"]["ICESTORM_LC"]
     assert used <= 0.9 * available
+    achieved, constraint = result["clocks"]["clk"]
+    assert achieved >= constraint == top.clk_freq / MHZ
+
+
+@pytest.mark.slow
+def test_ulx3s_default_fits_and_meets_timing(tmp_path):
+    # About half an hour of nextpnr-ecp5 on a 2-core machine.
+    top = ULX3SMiner()
+    result = place_and_route(top, tmp_path)
+    used, available = result["utilisation"]["TRELLIS_COMB"]
+    assert used <= available
     achieved, constraint = result["clocks"]["clk"]
     assert achieved >= constraint == top.clk_freq / MHZ

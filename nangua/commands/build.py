@@ -168,7 +168,7 @@ def top_options(args):
 
 def run(args):
     top = board_top_class(args.board)(**top_options(args))
-    build_dir = args.build_dir or BUILD_ROOT / args.board
+    build_dir = Path(args.build_dir or BUILD_ROOT / args.board)
     toolchain_environment(program=args.program)
     platform = top.platform_class()
     engine = top.miner.engine.config
@@ -176,6 +176,9 @@ def run(args):
           f"precompute {engine.precompute}, fold_constants {engine.fold_constants}, "
           f"early_exit {engine.early_exit}, protocol {top.miner.protocol}, "
           f"clock {top.clk_freq / 1e6:g} MHz -> {build_dir}", file=sys.stderr)
+    for stale in (REPORT, STAT, LOG):
+        # A failed build must not be reported with an earlier build's figures.
+        (build_dir / stale).unlink(missing_ok=True)
     started = time.monotonic()
     try:
         products = platform.build(top, name="top", build_dir=str(build_dir), **build_options())
