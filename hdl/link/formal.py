@@ -284,9 +284,9 @@ class FrameReceiverProof(Elaboratable):
                                f"a kind {kind:#x} frame is delivered only when whole and valid")
         m.d.comb += Assert(~delivered | Cat(*(o.payload.kind == k for k in lengths)).any(),
                            "only known kinds are delivered")
-        # Nothing else changes the output: a rejected frame leaves it as it was.
-        m.d.comb += Assert(delivered | (Value.cast(o.payload) == Value.cast(payload)),
-                           "the output frame changes only by a delivery")
+        # Nothing else changes a valid output: a rejected frame leaves it as it was.
+        m.d.comb += Assert(delivered | ~o.valid | (Value.cast(o.payload) == Value.cast(payload)),
+                           "a valid output frame changes only by a delivery")
         m.d.comb += Assert(delivered | (o.valid == (was_valid & ~handshake)),
                            "the output's valid changes only by a delivery or a handshake")
         assert_holds(m, past, o, "o")

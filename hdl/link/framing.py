@@ -50,23 +50,24 @@ class FrameReceiver(wiring.Component):
     """Bytes in, whole frames with a matching CRC out; everything else rejected and counted.
 
     A frame is delivered on ``o`` only after its last CRC byte has arrived and the CRC over kind,
-    length and payload matched; nothing of a frame is visible before that (the payload is
-    collected in a buffer of its own and copied to ``o`` at that moment). Rejected, each counted
-    once:
+    length and payload matched; nothing of a frame is visible before that (``o.valid`` is low
+    while its payload is collected). Rejected, each counted once:
 
     * a kind not in ``lengths``, or a length other than the kind's (``header_errors``);
     * a CRC mismatch (``checksum_errors``);
     * a gap of more than ``timeout`` clocks between two bytes of a frame (``timeouts``): the
-      frame was truncated;
-    * a whole, valid frame while ``o`` still holds the previous one (``overruns``).
+      frame was truncated.
+
+    The payload is collected in ``o``'s own register, so while ``o`` holds a frame that has not
+    been taken, ``i.ready`` is low: no byte is taken until the consumer (the engine, for a job)
+    takes the frame. A UART in front holds one byte meanwhile, i.e. 10 bit times of slack.
 
     ``abort`` (a byte lost by the UART) abandons the frame in progress without counting it here.
     After any rejection the receiver hunts for the next ``SYNC``; a ``SYNC`` byte where a kind or
     a length is expected restarts the frame there (no kind or length can equal ``SYNC``), so a
     stray ``SYNC`` before a frame costs nothing.
 
-    Latency: ``o.valid`` rises 2 clocks after the last CRC byte. ``i.ready`` is low only in the
-    one clock after the last CRC byte.
+    Latency: ``o.valid`` rises 2 clocks after the last CRC byte is taken.
 
     Parameters
     ----------
@@ -83,7 +84,7 @@ class FrameReceiver(wiring.Component):
         Abandon the frame in progress.
     o : Out(stream.Signature(FrameLayout(max(lengths.values()))))
         Checked frames; payload bytes beyond the kind's length are 0.
-    checksum_errors, header_errors, timeouts, overruns : Out(32)
+    checksum_errors, header_errors, timeouts : Out(32)
         Wrapping counters of rejected frames.
 
     Raises
@@ -111,7 +112,6 @@ class FrameReceiver(wiring.Component):
             "checksum_errors": Out(COUNTER_BITS),
             "header_errors": Out(COUNTER_BITS),
             "timeouts": Out(COUNTER_BITS),
-            "overruns": Out(COUNTER_BITS),
         })
 
     @property
@@ -137,10 +137,10 @@ class FrameReceiver(wiring.Component):
         kind = Signal(8)
         length = Signal(8)
         index = Signal(range(self._max_payload + 1))
-        buffer = Signal(8 * max(1, self._max_payload))
+        buffer = self.o.payload.payload
         idle = Signal(range(self._timeout + 1))
 
-        m.d.comb += [checker.data.eq(byte), self.i.ready.eq(1)]
+        m.d.comb += [checker.data.eq(byte), self.i.ready.eq(~self.o.valid)]
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
 
@@ -214,14 +214,11 @@ class FrameReceiver(wiring.Component):
                 m.d.comb += self.i.ready.eq(0)
                 with m.If(~self.checksum_ok(m, checker)):
                     m.d.sync += self.checksum_errors.eq(self.checksum_errors + 1)
-                with m.Elif(self.o.valid & ~self.o.ready):
-                    m.d.sync += self.overruns.eq(self.overruns + 1)
                 with m.Else():
                     m.d.sync += [
                         self.o.valid.eq(1),
                         self.o.payload.kind.eq(kind),
                         self.o.payload.length.eq(length),
-                        self.o.payload.payload.eq(buffer),
                     ]
                 m.next = "HUNT"
         return m

@@ -59,7 +59,7 @@ class IcarusLink(wiring.Component):
     result : In(stream.Signature(ResultLayout()))
         The engine's results.
     uart_errors, timeouts, jobs_accepted : Out(32)
-        Counters (bad stop bits or overruns; partial packets dropped; jobs the engine took).
+        Counters (bytes lost: bad stop bit or overrun; partial packets dropped; jobs taken).
 
     Raises
     ------

@@ -179,7 +179,8 @@ class NativeLink(wiring.Component):
         The engine's state, reported by the status frame.
     uart_errors, checksum_errors, header_errors, timeouts, overruns, jobs_accepted,
     results_dropped : Out(32)
-        The counters of the status frame.
+        The counters of the status frame (``docs/protocol.md``): ``overruns`` counts bytes lost
+        while a job waited for the engine.
 
     Raises
     ------
@@ -253,8 +254,10 @@ class NativeLink(wiring.Component):
         ]
         with m.If(self.job.valid & self.job.ready):
             m.d.sync += self.jobs_accepted.eq(self.jobs_accepted + 1)
-        with m.If(uart_rx.framing_error | uart_rx.overrun):
+        with m.If(uart_rx.framing_error):
             m.d.sync += self.uart_errors.eq(self.uart_errors + 1)
+        with m.If(uart_rx.overrun):
+            m.d.sync += self.overruns.eq(self.overruns + 1)
 
         # A result offered and not taken must still be offered, unchanged, in the next clock.
         offered = Signal()
@@ -269,7 +272,6 @@ class NativeLink(wiring.Component):
             self.checksum_errors.eq(frames_in.checksum_errors),
             self.header_errors.eq(frames_in.header_errors),
             self.timeouts.eq(frames_in.timeouts),
-            self.overruns.eq(frames_in.overruns),
         ]
         status = scheduler.status
         m.d.comb += [
@@ -280,7 +282,7 @@ class NativeLink(wiring.Component):
             status.header_errors.eq(frames_in.header_errors),
             status.timeouts.eq(frames_in.timeouts),
             status.jobs_accepted.eq(self.jobs_accepted),
-            status.overruns.eq(frames_in.overruns),
+            status.overruns.eq(self.overruns),
             status.job_id.eq(self.job_id),
             status.busy.eq(self.busy),
         ]

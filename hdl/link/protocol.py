@@ -89,12 +89,12 @@ FIELDS = {
     Kind.STATUS: (
         ("hashes",          1, 8),  # nonces hashed since reset
         ("results_dropped", 1, 4),  # results the engine withdrew unsent: must stay 0
-        ("uart_errors",     1, 4),  # bytes with a bad stop bit, and bytes lost to overrun
+        ("uart_errors",     1, 4),  # bytes with a bad stop bit
         ("checksum_errors", 1, 4),  # whole frames whose CRC did not match
         ("header_errors",   1, 4),  # unknown kind, or a length that does not fit the kind
         ("timeouts",        1, 4),  # frames abandoned after an inter-byte timeout (truncated)
         ("jobs_accepted",   1, 4),  # jobs the engine took
-        ("overruns",        1, 4),  # valid frames refused: the previous one was not yet taken
+        ("overruns",        1, 4),  # bytes lost: the previous job still waited for the engine
         ("job_id",          1, 1),  # id of the current (or last) job
         ("busy",            1, 1),  # 1 while the engine scans
     ),
