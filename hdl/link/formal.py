@@ -325,7 +325,8 @@ class ResultPathProof(Elaboratable):
 
 
 class FrameTransmitterProof(Elaboratable):
-    """Harness of a :class:`FrameTransmitter`: each frame taken leaves as ``5 + length`` bytes."""
+    """Harness of a :class:`FrameTransmitter`: each frame taken leaves as ``5 + length`` bytes,
+    and no byte leaves that belongs to no frame."""
 
     def __init__(self, transmitter):
         self.dut = transmitter
@@ -339,18 +340,24 @@ class FrameTransmitterProof(Elaboratable):
         # Lengths the transmitter is given never exceed its payload.
         m.d.comb += Assume(dut.i.payload.length <= dut.payload_bytes)
 
-        expected = Signal(9)
-        loads = Signal(9)
+        # A byte loaded into `o` shows one clock later as a new valid byte.
         was_valid = past(dut.o.valid, "o_valid")
         handshake = past(dut.o.valid & dut.o.ready, "o_handshake")
         loaded = dut.o.valid & (~was_valid | handshake)
-        with m.If(dut.i.valid & dut.i.ready):
-            m.d.sync += [expected.eq(dut.i.payload.length + 5), loads.eq(0)]
-        with m.Elif(loaded):
-            m.d.sync += loads.eq(loads + 1)
-        idle = dut.i.ready
-        m.d.comb += Assert(~idle | (loads + loaded == expected),
-                           "a frame's bytes are all sent before the next frame is taken")
-        m.d.comb += Assert(loads + loaded <= expected, "no byte beyond the frame")
+        taken = dut.i.valid & dut.i.ready
+        count = Signal(9)       # bytes of the current frame seen loaded
+        last_due = Signal()     # the last byte of the frame taken one clock ago shows now
+        m.d.sync += last_due.eq(taken)
+        with m.If(taken):
+            m.d.sync += count.eq(0)
+        with m.Elif(loaded & ~last_due):
+            m.d.sync += count.eq(count + 1)
+        m.d.comb += [
+            Assert(~taken | (count + (loaded & ~last_due) == dut.i.payload.length + 4),
+                   "a frame is taken when all but its last byte have been loaded"),
+            Assert(~last_due | loaded, "the last byte follows"),
+            Assert(~loaded | last_due | dut.i.valid, "no byte without a frame"),
+            Assert(count <= dut.i.payload.length + 4, "no byte beyond the frame"),
+        ]
         assert_holds(m, past, dut.o, "o")
         return m

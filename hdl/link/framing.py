@@ -227,10 +227,11 @@ class FrameReceiver(wiring.Component):
 class FrameTransmitter(wiring.Component):
     """Frames in, bytes out: ``SYNC``, kind, length, ``length`` payload bytes, CRC (MSB first).
 
-    A frame is taken on ``i`` only when the previous one has been sent completely; its bytes then
-    leave on ``o`` back to back, one per clock when ``o.ready`` allows (``o`` is registered and
-    holds each byte until taken). ``length`` must not exceed ``payload_bytes`` (the payload field
-    is only that wide); bytes beyond it are not sent.
+    The frame on ``i`` is read in place while its bytes are sent (the stream rules hold it while
+    ``valid & ~ready``), so it needs no copy; ``i.ready`` rises in the clock its last byte is
+    loaded. Bytes leave on ``o`` back to back, one per clock when ``o.ready`` allows (``o`` is
+    registered and holds each byte until taken). ``length`` must not exceed ``payload_bytes``
+    (the payload field is only that wide); bytes beyond it are not sent.
 
     Parameters
     ----------
@@ -269,7 +270,7 @@ class FrameTransmitter(wiring.Component):
         m = Module()
         m.submodules.generator = generator = crc_parameters().create()
 
-        frame = Signal(FrameLayout(self._payload_bytes))
+        frame = self.i.payload
         index = Signal(range(max(2, self._payload_bytes + 1)))
         sent = self.o.valid & self.o.ready
         # The next byte may be loaded when the output register is empty or being emptied.
@@ -285,9 +286,7 @@ class FrameTransmitter(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += frame.eq(self.i.payload)
                     m.d.comb += generator.start.eq(1)
                     m.next = "SYNC"
             with m.State("SYNC"):
@@ -309,4 +308,5 @@ class FrameTransmitter(wiring.Component):
                 emit(generator.crc[8:], "CRC_LO", add_to_crc=False)
             with m.State("CRC_LO"):
                 emit(generator.crc[:8], "IDLE", add_to_crc=False)
+                m.d.comb += self.i.ready.eq(free)
         return m
