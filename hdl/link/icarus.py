@@ -17,13 +17,7 @@ from .framing import COUNTER_BITS
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 
 #: Byte offsets in a work packet.
-MIDSTATE_OFFSET = 0
 TAIL_OFFSET = 52
-
-
-def _be_word(packet, offset):
-    """The big-endian word of packet bytes ``offset .. offset + 3`` (packet byte n = bits 8n..)."""
-    return Cat(*(packet.word_select(offset + 3 - i, 8) for i in range(4)))
 
 
 class IcarusLink(wiring.Component):
@@ -101,18 +95,34 @@ class IcarusLink(wiring.Component):
         with m.If(uart_rx.framing_error | uart_rx.overrun):
             m.d.sync += self.uart_errors.eq(self.uart_errors + 1)
 
-        # Collect a packet; it reaches `job` only when complete.
-        packet = Signal(8 * protocol.ICARUS_WORK_BYTES)
+        # Collect a packet straight into the job's word registers: packet byte n goes to the
+        # byte of the word it encodes (words reversed, each big-endian); bytes 32..51 go to a
+        # scratch register. The job is offered only when all 64 bytes are in, and no byte is
+        # taken while it waits for the engine, so the engine never sees a partial packet.
+        midstate = [Signal(32, name=f"h{i}") for i in range(8)]
+        tail = [Signal(32, name=f"w{i}") for i in range(3)]
+        padding = Signal(8 * (TAIL_OFFSET - 32))
+
+        def big_endian_bytes(word):
+            return [word[24:32], word[16:24], word[8:16], word[0:8]]
+
+        packet = Cat(*(byte for word in reversed(midstate) for byte in big_endian_bytes(word)),
+                     padding,
+                     *(byte for word in reversed(tail) for byte in big_endian_bytes(word)))
+        assert len(packet) == 8 * protocol.ICARUS_WORK_BYTES
+
         index = Signal(range(protocol.ICARUS_WORK_BYTES))
-        complete = Signal()
         idle = Signal(range(self._timeout + 1))
         take = uart_rx.o.valid & uart_rx.o.ready
-        m.d.comb += uart_rx.o.ready.eq(~complete)
+        m.d.comb += uart_rx.o.ready.eq(~self.job.valid)
+        newest_id = Signal(JOB_ID_BITS)
+        with m.If(self.job.valid & self.job.ready):
+            m.d.sync += [self.job.valid.eq(0), self.jobs_accepted.eq(self.jobs_accepted + 1)]
         with m.If(take):
             m.d.sync += [packet.word_select(index, 8).eq(uart_rx.o.payload), index.eq(index + 1),
                          idle.eq(0)]
             with m.If(index == protocol.ICARUS_WORK_BYTES - 1):
-                m.d.sync += [index.eq(0), complete.eq(1)]
+                m.d.sync += [index.eq(0), self.job.valid.eq(1), newest_id.eq(newest_id + 1)]
         with m.Elif(idle != self._timeout):
             m.d.sync += idle.eq(idle + 1)
         with m.Elif(index != 0):
@@ -120,25 +130,15 @@ class IcarusLink(wiring.Component):
         with m.If(uart_rx.framing_error | uart_rx.overrun):
             m.d.sync += index.eq(0)    # a lost byte would shift the packet: start over
 
-        newest_id = Signal(JOB_ID_BITS)
-        with m.If(self.job.valid & self.job.ready):
-            m.d.sync += [self.job.valid.eq(0), self.jobs_accepted.eq(self.jobs_accepted + 1)]
-        with m.If(complete & (~self.job.valid | self.job.ready)):
-            job = self.job.payload
-            m.d.sync += [
-                complete.eq(0),
-                self.job.valid.eq(1),
-                job.tail[0].eq(_be_word(packet, TAIL_OFFSET + 8)),
-                job.tail[1].eq(_be_word(packet, TAIL_OFFSET + 4)),
-                job.tail[2].eq(_be_word(packet, TAIL_OFFSET)),
-                job.target.eq(self._target),
-                job.nonce_start.eq(0),
-                job.nonce_end.eq(0xFFFF_FFFF),
-                job.job_id.eq(newest_id + 1),
-                newest_id.eq(newest_id + 1),
-            ]
-            for i in range(8):
-                m.d.sync += job.midstate[7 - i].eq(_be_word(packet, MIDSTATE_OFFSET + 4 * i))
+        job = self.job.payload
+        m.d.comb += [
+            job.target.eq(self._target),
+            job.nonce_start.eq(0),
+            job.nonce_end.eq(0xFFFF_FFFF),
+            job.job_id.eq(newest_id),
+        ]
+        m.d.comb += [job.midstate[i].eq(word) for i, word in enumerate(midstate)]
+        m.d.comb += [job.tail[i].eq(word) for i, word in enumerate(tail)]
 
         # Replies: the nonce, big-endian, for results of the newest job.
         reply = Signal(8 * protocol.ICARUS_NONCE_BYTES)
