@@ -24,3 +24,12 @@ def test_unknown_layer_is_refused():
     from nangua.bench.kpu import _list, LAYERS
     with pytest.raises(ValueError, match=r"^unknown layer 'conv5x5'; choose from "):
         _list("conv5x5", LAYERS, "layer")
+
+
+@pytest.mark.parametrize("simulation", [
+    True, pytest.param(False, marks=pytest.mark.slow)], ids=["behavioural", "primitives"])
+@pytest.mark.parametrize("config", ["ecp5", "ice40"])
+def test_benchmark_configurations_convert_to_verilog(config, simulation):
+    from amaranth.back import verilog
+    from nangua.bench.kpu import make_kpu
+    verilog.convert(make_kpu(config, simulation=simulation), name="kpu", emit_src=False)

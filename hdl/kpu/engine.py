@@ -16,7 +16,7 @@ accumulates into the other buffer, the post pipeline turns row ``y`` into output
 
 from amaranth.hdl import (Array, Cat, Const, EnableInserter, Module, Mux, Signal, signed,
                           unsigned)
-from amaranth.lib import data, enum, memory, wiring
+from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES
@@ -101,7 +101,17 @@ class KpuEngine(wiring.Component):
         KPU RAM read and write (byte-granular) ports, weight memory read port.
 
     Throughput: one column per cycle (``9 × lanes`` MACs) while a row sweeps; between weight
-    groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles).
+    groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles); the post
+    pipeline handles ``post_lanes`` outputs a cycle. A rejected descriptor takes 4 cycles.
+
+    KPU RAM reads: a 3×3 layer reads each input row three times per group of ``lanes`` output
+    channels (for output rows y−1, y, y+1), a 1×1 layer once per group; reads and writes use
+    separate ports. Reading each byte once per layer would need line buffers of three rows of
+    every input channel, more than the small FPGAs hold.
+
+    Bad input: a descriptor the model's :func:`~nangua.hdl.kpu.model.check` rejects, or one
+    beyond this configuration (:attr:`.layouts.GatewareReason.CONFIG_LIMIT`), is reported with
+    ``done``, ``error`` and ``reason`` and changes nothing.
     """
     def __init__(self, *, ram_words, ram_word_bytes=16, weight_words, lanes=2, post_lanes=1,
                  max_width=64, max_entries=64, platform=None):
@@ -123,8 +133,7 @@ class KpuEngine(wiring.Component):
         ram_addr = max(1, (ram_words - 1).bit_length())
         w_addr = max(1, (weight_words - 1).bit_length())
         super().__init__({
-            "desc": In(wiring.Signature({"valid": Out(1), "ready": In(1),
-                                         "payload": Out(DescriptorLayout)})),
+            "desc": In(stream.Signature(DescriptorLayout)),
             "done": Out(1),
             "error": Out(1),
             "reason": Out(REASON_BITS),
