@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..params import checking
 from ..sha256 import model as sha
-from ..sha256.pipeline import folded_rounds, unrolled_rounds
+from ..sha256.pipeline import folded_rounds, keeper, unrolled_rounds
 from ..sha256.words import JobWord, add, as_value, round_step, small_sigma0, small_sigma1
 from .model import BLOCK2_PADDING, DIGEST_PADDING
 
@@ -173,7 +173,7 @@ class Sha256dCore(wiring.Component):
         k = Array(Const(sha.K[t], 32) for t in range(PRECOMPUTED_ROUNDS))
         w = Array(self.tail[t] for t in range(PRECOMPUTED_ROUNDS))
         t = count - 1
-        next_state = round_step(tuple(state), k[t], w[t])
+        next_state = round_step(tuple(state), k[t], w[t], keeper(m, "pre"))
         with m.If(self.start):
             m.d.sync += [s.eq(self.midstate[i]) for i, s in enumerate(state)]
             m.d.sync += count.eq(1)
@@ -217,15 +217,16 @@ class Sha256dCore(wiring.Component):
 
         hits = []
         for c in range(self.cores):
+            keep = keeper(m, f"c{c}")
             nonce = (self.nonce + c)[:32] if c else self.nonce
             words1 = {0: tail[0], 1: tail[1], 2: tail[2], 3: nonce}
             words1.update({4 + i: w for i, w in enumerate(padding1)})
             if self.first_round:
                 # W16 and W17 depend only on W0..W2 and constants: fixed for the job.
                 words1[16] = add(small_sigma1(words1[14]), words1[9], small_sigma0(tail[1]),
-                                 tail[0])
+                                 tail[0], keep=keep)
                 words1[17] = add(small_sigma1(words1[15]), words1[10], small_sigma0(tail[2]),
-                                 tail[1])
+                                 tail[1], keep=keep)
             carry = {"valid": self.nonce_valid} if c == 0 else {}
             common = dict(enable=self.en, clear=self.flush)
             if folded:
@@ -233,7 +234,8 @@ class Sha256dCore(wiring.Component):
             build = folded_rounds if folded else unrolled_rounds
             out1, carry = build(m, name=f"c{c}_h1", first=first, last=64, state=state1,
                                 words=words1, carry=carry, **common)
-            digest1 = [add(h, x) for h, x in zip(midstate, out1)]
+            # Kept: each digest word feeds a round's sum alone (see words.add).
+            digest1 = [keep("digest", add(h, x)) for h, x in zip(midstate, out1)]
             words2 = {i: w for i, w in enumerate(digest1)}
             words2.update({8 + i: w for i, w in enumerate(padding2)})
             out2, carry = build(m, name=f"c{c}_h2", first=0, last=last2, state=tuple(iv),
@@ -243,10 +245,11 @@ class Sha256dCore(wiring.Component):
 
             if self.early_exit:
                 # H7 = IV7 + h after round 64 = IV7 + e after round 61.
-                h7 = as_value(add(iv[7], out2[4] if last2 == EARLY_EXIT_ROUNDS else out2[7]))
+                h7 = as_value(keep("h7", add(iv[7], out2[4] if last2 == EARLY_EXIT_ROUNDS
+                                             else out2[7])))
                 hit = bswap32(h7) <= self.target[224:256]
             else:
-                digest2 = [as_value(add(h, x)) for h, x in zip(iv, out2)]
+                digest2 = [as_value(keep("h", add(h, x))) for h, x in zip(iv, out2)]
                 hit = Cat(*(bswap32(h) for h in digest2)) <= self.target
             hits.append(hit)
 

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..params import checking
 from . import words as w
-from .pipeline import folded_rounds, unrolled_rounds
+from .pipeline import folded_rounds, keeper, unrolled_rounds
 
 __all__ = ["StateLayout", "BlockLayout", "CompressInputLayout", "Sha256Round", "Sha256Compress",
            "UNROLL_CHOICES"]
@@ -46,7 +46,7 @@ class Sha256Round(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         state = tuple(self.state[i] for i in range(8))
-        result = w.round_step(state, self.k, self.w)
+        result = w.round_step(state, self.k, self.w, keeper(m, "round"))
         m.d.comb += [self.next[i].eq(word) for i, word in enumerate(result)]
         return m
 

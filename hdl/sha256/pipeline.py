@@ -16,7 +16,8 @@ working variables after round ``last - 1``. Words may be constants, job words or
 from amaranth.hdl import Array, Const, Module, Signal
 
 from . import model
-from .words import add, as_value, is_flow, round_step, round_step_hk, schedule_word
+from .words import (JobWord, add, as_value, is_const, is_flow, is_job, round_step, round_step_hk,
+                    schedule_word)
 
 __all__ = ["unrolled_rounds", "folded_rounds", "schedule_words"]
 
@@ -50,18 +51,19 @@ class _Registers:
         return reg
 
 
-def _keeper(m, prefix):
-    """Gives each flowing intermediate word a combinational signal of its own.
+def keeper(m, prefix):
+    """A ``keep(name, word)`` for :mod:`.words`: each computed word gets a signal of its own.
 
-    The Amaranth simulator evaluates an expression wherever it is used; naming the shared terms of
-    a round (t1, t2, the new a, e and W) makes it evaluate each once, and shows them in waveforms.
+    The signals carry Yosys's ``keep`` attribute, so that synthesis maps every addition to a carry
+    chain instead of merging chains into LUT adder trees (see :func:`.words.add`); they also let
+    the simulator evaluate shared terms once, and show in waveforms.
     """
     def keep(name, word):
-        if not is_flow(word):
+        if is_const(word):
             return word
-        sig = Signal(32, name=f"{prefix}_{name}")
-        m.d.comb += sig.eq(word)
-        return sig
+        sig = Signal(32, name=f"{prefix}_{name}", attrs={"keep": 1})
+        m.d.comb += sig.eq(word.value if is_job(word) else word)
+        return JobWord(sig) if is_job(word) else sig
     return keep
 
 
@@ -102,18 +104,19 @@ def unrolled_rounds(m, *, name, first, last, state, words, carry, enable, clear=
 
     # The h slot carries h + K[t] from here on.
     a, b, c, d, e, f, g, h = state
-    state = (a, b, c, d, e, f, g, add(h, model.K[first]))
+    state = (a, b, c, d, e, f, g, add(h, model.K[first], keep=keeper(m, f"{name}_in")))
     for t in range(first, last):
         prefix = f"{name}_r{t}"
         # Each stage is a module of its own: the simulator then re-evaluates only the stages
         # whose inputs changed, and synthesis reports group by stage.
         m.submodules[prefix] = stage = Module()
         regs = _Registers(stage, enable)
+        keep = keeper(stage, prefix)
         if t + 1 <= last_w and t + 1 not in words:
             words[t + 1] = schedule_word(words[t - 1], words[t - 6], words[t - 14],
-                                         words[t - 15])
+                                         words[t - 15], keep)
         k_next = model.K[t + 1] if t + 1 < last else 0
-        state = round_step_hk(state, words[t], k_next)
+        state = round_step_hk(state, words[t], k_next, keep)
         state = tuple(regs(f"{prefix}_{slot}", word) for slot, word in zip(SLOTS, state))
         words = {i: regs(f"{prefix}_w{i}", w) if is_flow(w) else w
                  for i, w in words.items() if needed_after(i, t)}
@@ -148,9 +151,9 @@ def folded_rounds(m, *, name, first, last, rounds_per_stage, state, words, carry
         car = {key: Signal(len(v), name=f"{prefix}_{key}") for key, v in load_carry.items()}
         base = first + s * r
         k = Array(Const(model.K[base + p], 32) for p in range(r))
-        keep = _keeper(m, prefix)
+        keep = keeper(m, prefix)
         next_state = round_step(tuple(st), k[phase], win[0], keep)
-        shifted = win[1:] + [keep("w16", schedule_word(win[14], win[9], win[1], win[0]))]
+        shifted = win[1:] + [schedule_word(win[14], win[9], win[1], win[0], keep)]
         result_state, result_window = list(next_state), shifted
         with m.If(enable):
             with m.If(handoff):
