@@ -19,7 +19,7 @@ WEIGHT_BYTES = 2048
 # engine's sequencing depends on (lanes vs. channels, RAM word vs. row width).
 CONFIGS = {
     "l2w16": dict(lanes=2, post_lanes=2, ram_word_bytes=16, max_width=16, max_entries=8),
-    "l3w8": dict(lanes=3, ram_word_bytes=8, max_width=24, max_entries=8),
+    "l3w8": dict(lanes=3, ram_word_bytes=8, max_width=24, max_entries=8, single_port_ram=True),
 }
 
 

@@ -78,6 +78,9 @@ class KpuEngine(wiring.Component):
     max_entries : int
         Depth of the coefficient buffer: input channels of a 3×3 layer, ⌈channels / 9⌉ of a
         1×1 layer (a depthwise layer needs one).
+    single_port_ram : bool
+        Never read and write the KPU RAM in the same cycle (writes wait for a free cycle), so
+        that one address port serves both, as an iCE40 SPRAM needs.
     platform : platform or None
         Passed to :class:`.mac.MacArray` (DSP primitives when given).
 
@@ -114,7 +117,7 @@ class KpuEngine(wiring.Component):
     ``done``, ``error`` and ``reason`` and changes nothing.
     """
     def __init__(self, *, ram_words, ram_word_bytes=16, weight_words, lanes=2, post_lanes=1,
-                 max_width=64, max_entries=64, platform=None):
+                 max_width=64, max_entries=64, single_port_ram=False, platform=None):
         try:
             self._check_parameters(ram_words, ram_word_bytes, weight_words, lanes, post_lanes,
                                    max_width, max_entries)
@@ -126,6 +129,7 @@ class KpuEngine(wiring.Component):
         self._weight_words = weight_words
         self._lanes = lanes
         self._post_lanes = post_lanes
+        self._single_port_ram = bool(single_port_ram)
         self._max_width = max_width
         self._max_entries = max_entries
         self._platform = platform
@@ -165,6 +169,7 @@ class KpuEngine(wiring.Component):
 
     lanes = property(lambda self: self._lanes)
     post_lanes = property(lambda self: self._post_lanes)
+    single_port_ram = property(lambda self: self._single_port_ram)
     max_width = property(lambda self: self._max_width)
     max_entries = property(lambda self: self._max_entries)
     ram_word_bytes = property(lambda self: self._ram_word_bytes)
@@ -570,7 +575,7 @@ class KpuEngine(wiring.Component):
         post_idle = self._post(m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active,
                                rows_done, rows_freed, run_start, acc_post, xsum_post,
                                xs, ym, ash, abias, bn_mul, bn_add, bn_shift, w_term, add_term,
-                               tables_ready)
+                               tables_ready, a_valid if self._single_port_ram else Const(0))
 
         compute_idle = Signal()
         m.d.comb += compute_idle.eq(~feeding & (fill_state == 0) & ~x_valid & ~flush_pending
@@ -747,7 +752,7 @@ class KpuEngine(wiring.Component):
     # ------------------------------------------------------------------------------------------
     def _post(self, m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active, rows_done,
               rows_freed, run_start, acc_post, xsum_post, xs, ym, ash, abias, bn_mul, bn_add,
-              bn_shift, w_term, add_term, tables_ready):
+              bn_shift, w_term, add_term, tables_ready, port_taken):
         """Post pipeline, ``post_lanes`` output channels a cycle at the same pixel.
 
         The whole pipeline (a submodule under an :class:`EnableInserter`) stalls while the
@@ -997,9 +1002,11 @@ class KpuEngine(wiring.Component):
         bank_data = Array(Signal(8 * B, name=f"bank_data_{q}") for q in range(Q))
         bank_mask = Array(Signal(B, name=f"bank_mask_{q}") for q in range(Q))
         bank_last = Signal()
-        m.d.comb += [bank_last.eq(bank_busy & (bank_q == Q - 1)),
+        bank_go = Signal()                  # the bank writes a word this cycle
+        m.d.comb += [bank_go.eq(bank_busy & ~port_taken),
+                     bank_last.eq(bank_go & (bank_q == Q - 1)),
                      stall.eq(flush & bank_busy & ~bank_last)]
-        with m.If(bank_busy):
+        with m.If(bank_go):
             m.d.sync += bank_q.eq(bank_q + 1)
             with m.If(bank_last):
                 m.d.sync += [bank_busy.eq(0), bank_q.eq(0)]
@@ -1017,7 +1024,7 @@ class KpuEngine(wiring.Component):
                      out_slot.eq(oc & Mux(out_shift == 2, 3, Mux(out_shift == 1, 1, 0)))]
         byte = line * LINE_BYTES + (out_slot << out_pitch_shift) + bank_word * B
         m.d.comb += [self.ram_wr.addr.eq(byte >> log_b), self.ram_wr.data.eq(bank_data[bank_q]),
-                     self.ram_wr.en.eq(Mux(bank_busy, bank_mask[bank_q], 0))]
+                     self.ram_wr.en.eq(Mux(bank_go, bank_mask[bank_q], 0))]
 
         idle = Signal()
         m.d.comb += idle.eq(~posting & ~Cat(s.kind.valid for s in stages[1:]).any()

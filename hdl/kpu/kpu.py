@@ -85,7 +85,7 @@ class Kpu(wiring.Component):
         Weight memory size: a multiple of 8 bytes.
     fifo_layers : int
         Descriptors the FIFO holds (12 words each).
-    ram_word_bytes, lanes, post_lanes, max_width, max_entries, platform
+    ram_word_bytes, lanes, post_lanes, max_width, max_entries, single_port_ram, platform
         See :class:`.engine.KpuEngine`.
 
     Members
@@ -106,7 +106,7 @@ class Kpu(wiring.Component):
     """
     def __init__(self, *, ram_bytes=64 * 1024, weight_bytes=16 * 1024, fifo_layers=2,
                  ram_word_bytes=16, lanes=2, post_lanes=1, max_width=64, max_entries=64,
-                 platform=None):
+                 single_port_ram=False, platform=None):
         try:
             if (isinstance(ram_bytes, bool) or not isinstance(ram_bytes, int)
                     or not LINE_BYTES <= ram_bytes <= 2 * 1024 * 1024
@@ -126,7 +126,8 @@ class Kpu(wiring.Component):
             self._engine = KpuEngine(
                 ram_words=ram_bytes // ram_word_bytes, ram_word_bytes=ram_word_bytes,
                 weight_words=weight_bytes // WEIGHT_WORD_BYTES, lanes=lanes, post_lanes=post_lanes,
-                max_width=max_width, max_entries=max_entries, platform=platform)
+                max_width=max_width, max_entries=max_entries,
+                single_port_ram=single_port_ram, platform=platform)
         except ValueError:
             self._MustUse__silence = True   # a rejected object is not an unused design
             raise
@@ -164,10 +165,18 @@ class Kpu(wiring.Component):
         w_rd = wmem.read_port()
         w_wr = wmem.write_port(granularity=8)
         busy = engine.busy
+        engine_addr = engine.ram_rd.addr
+        if self._engine.single_port_ram:
+            # One address for both ports: the engine never reads while it writes.
+            engine_addr = Mux(engine.ram_wr.en.any(), engine.ram_wr.addr, engine.ram_rd.addr)
+        ram_addr = Signal.like(engine.ram_rd.addr)
+        m.d.comb += ram_addr.eq(Mux(busy, engine_addr, self.ram.addr))
         m.d.comb += [
-            ram_rd.addr.eq(Mux(busy, engine.ram_rd.addr, self.ram.addr)),
+            ram_rd.addr.eq(ram_addr if self._engine.single_port_ram
+                           else Mux(busy, engine.ram_rd.addr, self.ram.addr)),
             engine.ram_rd.data.eq(ram_rd.data), self.ram.r_data.eq(ram_rd.data),
-            ram_wr.addr.eq(Mux(busy, engine.ram_wr.addr, self.ram.addr)),
+            ram_wr.addr.eq(ram_addr if self._engine.single_port_ram
+                           else Mux(busy, engine.ram_wr.addr, self.ram.addr)),
             ram_wr.data.eq(Mux(busy, engine.ram_wr.data, self.ram.w_data)),
             ram_wr.en.eq(Mux(busy, engine.ram_wr.en, self.ram.w_en)),
             w_rd.addr.eq(Mux(busy, engine.w_rd.addr, self.weights.addr)),

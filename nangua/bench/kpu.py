@@ -29,7 +29,8 @@ CONFIGS = {
     "ecp5": dict(lanes=16, post_lanes=16, ram_word_bytes=16, max_width=64, max_entries=64,
                  ram_bytes=256 * 1024, weight_bytes=64 * 1024, platform="ecp5"),
     "ice40": dict(lanes=1, post_lanes=1, ram_word_bytes=8, max_width=64, max_entries=64,
-                  ram_bytes=64 * 1024, weight_bytes=16 * 1024, platform="ice40"),
+                  single_port_ram=True, ram_bytes=64 * 1024, weight_bytes=16 * 1024,
+                  platform="ice40"),
 }
 #: Benchmark layers: (kernel, input channels, output channels, width = height).
 LAYERS = {
@@ -111,11 +112,51 @@ def measure(config, name):
             "goal": GOALS.get(name), "sim_seconds": round(seconds, 1)}
 
 
-def synthesis(config, workdir):
-    """Yosys size of a configuration (see :mod:`nangua.bench.synth`)."""
-    from .synth import synthesize
+#: Yosys scripts. The MAC array instantiates its DSP primitives itself; every other multiplier
+#: (batch-norm, activation, address arithmetic) is kept out of the DSPs (``-nodsp`` on ECP5;
+#: synth_ice40 infers none without ``-dsp``), so the DSPs go to the MAC units. ``-spram`` lets
+#: Yosys use SPRAM for single-port memories.
+SYNTH_SCRIPTS = {
+    "ice40": "synth_ice40 -top top -spram",
+    "ecp5": "synth_ecp5 -top top -nodsp",
+}
+
+
+def synthesis(config, workdir, *, timeout=7200):
+    """Yosys cell counts of a configuration with its platform's primitives (columns of
+    :data:`nangua.bench.synth.COLUMNS`), plus the device and the seconds Yosys took.
+
+    Raises
+    ------
+    RuntimeError
+        If Yosys fails (its log is kept in ``workdir``).
+    """
+    import subprocess
+
+    from amaranth.back import rtlil
+
+    from .synth import COLUMNS, FAMILIES, yosys_command
     family = CONFIGS[config]["platform"]
-    return synthesize(make_kpu(config, simulation=False), family, workdir)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "top.il").write_text(rtlil.convert(make_kpu(config, simulation=False), name="top",
+                                                  emit_src=False))
+    script = f"read_rtlil top.il; {SYNTH_SCRIPTS[family]}; tee -q -o stat.json stat -json"
+    started = time.monotonic()
+    # Relative paths: the WebAssembly Yosys cannot see absolute paths under /tmp.
+    result = subprocess.run([yosys_command(), "-q", "-p", script], cwd=workdir,
+                            capture_output=True, text=True, timeout=timeout)
+    (workdir / "yosys.log").write_text(result.stdout + result.stderr)
+    if result.returncode:
+        raise RuntimeError(f"yosys failed in {workdir} (see yosys.log)")
+    cells = json.loads((workdir / "stat.json").read_text())["modules"]["\\top"]
+    cells = cells["num_cells_by_type"]
+    report = {column: sum(n for cell, n in cells.items()
+                          if any(cell == p or (p.endswith("*") and cell.startswith(p[:-1]))
+                                 for p in patterns))
+              for column, patterns in COLUMNS[family].items()}
+    report.update(device=FAMILIES[family][0], seconds=round(time.monotonic() - started, 1))
+    return report
 
 
 def register(subparsers):
