@@ -23,7 +23,7 @@ offset name               acc. meaning
 Registers 0x48 and 0x50 are nangua's own (the K210 has no error reporting).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import enum, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -224,14 +224,16 @@ class Kpu(wiring.Component):
             with m.Elif(engine.int_en):
                 m.d.sync += int_raw[0].eq(1)
 
+        fifo_level = Signal(16)
+        m.d.comb += fifo_level.eq(desc_fifo.level)
         read_values = {
             Register.INT_STATUS: int_status,
             Register.INT_RAW: raw,
             Register.INT_MASK: int_mask,
             Register.FIFO_THRESHOLD: threshold,
             Register.EIGHT_BIT_MODE: eight_bit,
-            Register.STATUS: Cat(pending, Signal(15), desc_fifo.level[:16], layers_done),
-            Register.ERROR: Cat(int_raw[1], Signal(7), error_reason),
+            Register.STATUS: Cat(pending, Const(0, 15), fifo_level, layers_done),
+            Register.ERROR: Cat(int_raw[1], Const(0, 7), error_reason),
         }
         with m.Switch(self.bus.addr):
             for reg, value in read_values.items():
