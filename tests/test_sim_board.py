@@ -9,6 +9,7 @@ import fcntl
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
 import termios
@@ -74,6 +75,14 @@ def read_for(fd, seconds):
     return data
 
 
+def wait_queued(fd, count, timeout=20.0):
+    """Wait until ``count`` bytes wait unread in the terminal's input queue."""
+    deadline = time.monotonic() + timeout
+    while struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0] < count:
+        assert time.monotonic() < deadline, "the bytes never came back"
+        time.sleep(0.01)
+
+
 @pytest.fixture(scope="module")
 def board():
     text = runner.convert(Loopback(), "top")
@@ -125,7 +134,7 @@ def test_flush_both_directions_then_talk(board):
     fd = open_port(board.port)
     try:
         os.write(fd, b"stale")
-        time.sleep(0.5)
+        wait_queued(fd, 5)          # the echo is waiting in the port's input queue
         termios.tcflush(fd, termios.TCIOFLUSH)
         assert read_for(fd, 0.3) == b""
         os.write(fd, b"fresh")
@@ -247,6 +256,21 @@ def test_native_job_from_a_real_header_finds_its_nonce(native_miner):
         assert status.results_dropped == 0 and status.job_id == 0x5A and not status.busy
 
 
+def status_after_timeout(client, attempts=20):
+    """A status frame, asked for until one comes.
+
+    Simulated time runs at whatever speed the machine allows, so a wall-clock pause cannot tell
+    when a truncated frame has timed out on the board: a request sent too early only extends the
+    truncated frame (and times out with it), and the next request is answered.
+    """
+    for _ in range(attempts):
+        try:
+            return client.status(timeout=2)
+        except TimeoutError:
+            continue
+    raise AssertionError("the board never answered a status request")
+
+
 def test_corrupted_frames_are_counted_and_start_nothing(native_miner):
     header = real_header(3)
     nonce = header_nonce(header)
@@ -263,8 +287,7 @@ def test_corrupted_frames_are_counted_and_start_nothing(native_miner):
         client.send(bad_crc)
         client.send(bad_length)
         client.send(frame[:40])                  # truncated: the rest never comes
-        time.sleep(0.5)                          # > the inter-byte timeout in simulated time
-        after = client.status()
+        after = status_after_timeout(client)
         assert after.checksum_errors == before.checksum_errors + 1
         assert after.header_errors >= before.header_errors + 1
         assert after.timeouts >= before.timeouts + 1
