@@ -18,8 +18,9 @@ CONFIGS = {
     "unroll64": dict(unroll=64, early_exit=True, window=32),
 }
 DEFAULT = [("unroll1", "icarus"), ("unroll1", "verilator")]
+#: Everything else, except unroll 64 on Icarus: about 2 cycles/s there, hours for this bench.
 SLOW = [(config, simulator) for config in CONFIGS for simulator in runner.SIMULATORS
-        if (config, simulator) not in DEFAULT]
+        if (config, simulator) not in DEFAULT and (config, simulator) != ("unroll64", "icarus")]
 
 
 def skip_unless_installed(simulator):
