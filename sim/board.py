@@ -87,9 +87,17 @@ def build_harness(text, name="board", *, quick_build=False, timeout=1800):
         if quick_build:
             command[1:1] = [arg for flag in QUICK_BUILD_MAKEFLAGS for arg in ("-MAKEFLAGS", flag)]
         with open(log, "w") as output:
-            result = subprocess.run(command, cwd=directory, env=runner.verilator_env(),
-                                    stdout=output, stderr=subprocess.STDOUT, timeout=timeout)
-        if result.returncode != 0 or not program.exists():
+            # A session of its own, so that an interrupted build stops all of make's compilers.
+            build = subprocess.Popen(command, cwd=directory, env=runner.verilator_env(),
+                                     stdout=output, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+            try:
+                returncode = build.wait(timeout)
+            except BaseException:
+                os.killpg(build.pid, signal.SIGTERM)
+                build.wait()
+                raise
+        if returncode != 0 or not program.exists():
             raise RuntimeError(f"building the simulated board failed:\n{runner._tail(log)}")
         # The generated C++ is large and only the program is needed again.
         shutil.rmtree(directory / "obj", ignore_errors=True)

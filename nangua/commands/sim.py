@@ -7,7 +7,7 @@ board's. It runs until interrupted (Ctrl-C or SIGTERM exits cleanly, status 0).
 
 import signal
 import sys
-import threading
+import time
 
 #: One nonce per clock: the most hashes per simulated cycle (the Icarus detect nonce in ~100k).
 DEFAULT_UNROLL = 64
@@ -35,31 +35,40 @@ def register(subparsers):
     miner.set_defaults(func=run_miner)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_miner(args):
     from ..sim.board import SIM_CLK_FREQ, miner_board
 
-    board = miner_board(protocol=args.protocol, unroll=args.unroll, cores=args.cores,
-                        clk_freq=args.clk_freq or SIM_CLK_FREQ, baud=args.baud,
-                        quick_build=args.quick_build)
-    print(f"nangua: building the simulated miner ({args.protocol}, unroll {args.unroll}, "
-          f"cores {args.cores}); the first build takes minutes", file=sys.stderr, flush=True)
-    stop = threading.Event()
-    # SIGTERM stops the board as cleanly as Ctrl-C does.
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGTERM stops the board (or its build) as Ctrl-C does; and Ctrl-C works even when a shell
+    # started us in the background with SIGINT ignored.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    board = None
     try:
+        board = miner_board(protocol=args.protocol, unroll=args.unroll, cores=args.cores,
+                            clk_freq=args.clk_freq or SIM_CLK_FREQ, baud=args.baud,
+                            quick_build=args.quick_build)
+        print(f"nangua: building the simulated miner ({args.protocol}, unroll {args.unroll}, "
+              f"cores {args.cores}); the first build takes minutes", file=sys.stderr,
+              flush=True)
         port = board.start()
         print(port, flush=True)
         print(f"nangua: simulated miner on {port}; Ctrl-C stops it", file=sys.stderr,
               flush=True)
         try:
-            while not stop.is_set() and board.running:
-                stop.wait(0.2)
+            while board.running:
+                time.sleep(0.2)
         except KeyboardInterrupt:
-            pass
-        crashed = not board.running and not stop.is_set()
+            crashed = False
+        else:
+            crashed = True
     finally:
-        board.stop()
-        signal.signal(signal.SIGTERM, previous)
+        if board is not None:
+            board.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if board.cycles_per_second:
         print(f"nangua: simulated {board.cycles} cycles at {board.cycles_per_second:,.0f} "
               f"cycles/s", file=sys.stderr)
