@@ -52,6 +52,7 @@ BUILD_JOBS = 2
 QUICK_BUILD_MAKEFLAGS = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
 
 _ALWAYS_STAR = re.compile(r"\balways\s+@\*")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class SimulationFailed(AssertionError):
@@ -215,12 +216,15 @@ def run(component, test_module, *, simulator, toplevel="top", testcase=None, see
         If the build fails, the simulator fails, or any cocotb test fails; the message holds the
         tail of the log.
     ValueError
-        For an unknown simulator.
+        For an unknown simulator, or a ``toplevel`` that is not a plain Verilog identifier.
     """
     from cocotb_tools.check_results import get_results
 
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    if not _IDENTIFIER.fullmatch(toplevel):
+        # cocotb finds the top by name and cuts it at "-" (VHDL entity-architecture syntax).
+        raise ValueError(f"toplevel must be a plain Verilog identifier, not {toplevel!r}")
     text = verilog_text if verilog_text is not None else convert(component, toplevel)
     waves = os.environ.get("WAVES", "") not in ("", "0")
     extra_args = VERILATOR_ARGS if simulator == "verilator" else ()

@@ -38,7 +38,7 @@ def engine(config):
 def bench(config, simulator, seed=1):
     skip_unless_installed(simulator)
     params = CONFIGS[config]
-    runner.run(engine(config), BENCH, simulator=simulator, toplevel=f"miner_engine_{config}",
+    runner.run(engine(config), BENCH, simulator=simulator, toplevel=f"miner_engine_{config.replace('-', '_')}",
                seed=seed, extra_env={"NANGUA_EARLY_EXIT": str(int(params["early_exit"])),
                                      "NANGUA_WINDOW": str(params["window"])})
 

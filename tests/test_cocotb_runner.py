@@ -72,6 +72,13 @@ def test_unknown_simulator():
         runner.run(None, "nangua.sim.benches.passthrough", simulator="ghdl")
 
 
+def test_toplevel_must_be_a_plain_identifier():
+    with pytest.raises(ValueError, match=r"^toplevel must be a plain Verilog identifier, "
+                                         r"not 'stream-register'$"):
+        runner.run(None, "nangua.sim.benches.passthrough", simulator="icarus",
+                   toplevel="stream-register")
+
+
 @pytest.mark.parametrize("simulator", runner.SIMULATORS)
 def test_stream_register(simulator):
     skip_unless_installed(simulator)
