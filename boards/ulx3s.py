@@ -20,8 +20,9 @@ RESET_HOLD_CLOCKS = 16
 #: Default miner: the largest unroll that fits the 85F (docs/boards.md): unroll 16 takes 62 % of
 #: its LUTs; unroll 32 would take 120 %.
 DEFAULTS = dict(unroll=16, cores=1, precompute=True, fold_constants=True, early_exit=True)
-#: Default clock: below the Fmax nextpnr-ecp5 reports for the default miner (docs/boards.md).
-DEFAULT_CLK_FREQ = 50_000_000
+#: Default clock: the oscillator itself. nextpnr-ecp5 estimated 31.4 MHz after placing the default
+#: miner (before routing, which usually loses some); no routed Fmax yet (docs/boards.md).
+DEFAULT_CLK_FREQ = OSCILLATOR_FREQ
 
 
 class ULX3SMiner(BoardMinerTop):
