@@ -424,14 +424,12 @@ class KpuEngine(wiring.Component):
         m.d.comb += [in_pitch_shift.eq(6 - in_shift),
                      in_slot.eq(ch & Mux(in_shift == 2, 3, Mux(in_shift == 1, 1, 0)))]
         byte = line * LINE_BYTES + (in_slot << in_pitch_shift) + fk * B
-        block_start = Signal()
         row_gate = Signal()
         m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + 2))
         with m.If(feeding & (((fill_state == 0) & row_gate) | ((fill_state == 1) & (fr != 0)))):
             m.d.sync += [a_valid.eq(1), a_row_ok.eq(row_ok), a_r.eq(fr),
                          a_last.eq(fr == rows - 1), a_addr.eq(byte >> log_b)]
             with m.If(fr == 0):
-                m.d.comb += block_start.eq(1)
                 m.d.sync += [
                     fill_state.eq(1),
                     fill_meta.y.eq(fy), fill_meta.e.eq(fe), fill_meta.k.eq(fk),
