@@ -5,8 +5,8 @@ against the golden model, then the table gives cycles (descriptor accepted to la
 MACs of the layer and utilisation = MACs / (cycles × MAC units). Cycle counts are exact and
 deterministic. With ``--synth`` YoWASP Yosys also synthesises each configuration.
 
-Usage: ``python -m nangua.bench.kpu [--configs ecp5,ice40] [--layers ...] [--synth]``, or
-``run(args)`` from ``nangua bench kpu`` once :func:`register` is wired into it.
+Usage: ``nangua bench kpu [--configs ecp5,ice40] [--layers ...] [--synth]`` (or
+``python -m nangua.bench.kpu`` with the same options).
 """
 
 import argparse
