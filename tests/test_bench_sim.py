@@ -19,7 +19,7 @@ def test_measures_and_writes_a_report(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--unroll", "3"], "nangua: error: unknown unroll 3; choose from 64, 8, 1"),
+    (["--unroll", "3"], "nangua: error: unknown unroll '3'; choose from 64, 8, 1"),
     (["--simulators", "ghdl"],
      "nangua: error: unknown simulator 'ghdl'; choose from amaranth, icarus, verilator, board"),
     (["--seconds", "0"], "nangua: error: --seconds must be positive, not 0.0"),

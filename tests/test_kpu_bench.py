@@ -21,9 +21,10 @@ def test_cycles_and_utilisation(layer):
 
 
 def test_unknown_layer_is_refused():
-    from nangua.bench.kpu import _list, LAYERS
+    from nangua.bench import parse_list
+    from nangua.bench.kpu import LAYERS
     with pytest.raises(ValueError, match=r"^unknown layer 'conv5x5'; choose from "):
-        _list("conv5x5", LAYERS, "layer")
+        parse_list("conv5x5", LAYERS, "layer")
 
 
 @pytest.mark.parametrize("simulation", [

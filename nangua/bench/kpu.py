@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import parse_list
 from ..hdl.kpu import model
 from ..hdl.kpu.descriptor import make_layer, pack_activation, pack_batchnorm
 from ..hdl.kpu.kpu import Kpu
@@ -176,17 +177,9 @@ def add_arguments(parser):
     parser.add_argument("--report", default=str(REPORT), help=f"JSON report (default {REPORT})")
 
 
-def _list(text, allowed, what):
-    items = [x.strip() for x in text.split(",") if x.strip()]
-    for item in items:
-        if item not in allowed:
-            raise ValueError(f"unknown {what} {item!r}; choose from {', '.join(allowed)}")
-    return items
-
-
 def run(args):
-    configs = _list(args.configs, CONFIGS, "configuration")
-    layers = _list(args.layers, LAYERS, "layer")
+    configs = parse_list(args.configs, CONFIGS, "configuration")
+    layers = parse_list(args.layers, LAYERS, "layer")
     report = {"layers": [], "synthesis": {}}
     print(f"{'config':6} {'layer':24} {'cycles':>8} {'MACs':>9} {'units':>5} {'util':>6} goal")
     for config in configs:

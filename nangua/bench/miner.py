@@ -14,6 +14,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from . import parse_list
 from ..hdl.miner.core import UNROLL_CHOICES
 from .synth import FAMILIES, synthesize
 
@@ -51,15 +52,6 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def _list(text, allowed, what):
-    items = [x.strip() for x in text.split(",") if x.strip()]
-    for item in items:
-        if item not in allowed:
-            raise ValueError(f"unknown {what} {item!r}; choose from "
-                             f"{', '.join(map(str, allowed))}")
-    return items
-
-
 def design_fingerprint(component):
     """A short hash of the component's RTLIL: what a cached measurement is valid for."""
     text = rtlil.convert(component, name="top", emit_src=False)
@@ -90,9 +82,9 @@ def measure_nonces_per_clock(unroll, switches, nonces=None):
 def run(args):
     from ..hdl.miner.engine import MinerEngine
 
-    unrolls = [int(u) for u in _list(args.unroll, list(map(str, UNROLL_CHOICES)), "unroll")]
-    variants = _list(args.variants, list(VARIANTS), "variant")
-    families = _list(args.families, list(FAMILIES), "family") if args.synth else []
+    unrolls = parse_list(args.unroll, UNROLL_CHOICES, "unroll", int)
+    variants = parse_list(args.variants, list(VARIANTS), "variant")
+    families = parse_list(args.families, list(FAMILIES), "family") if args.synth else []
     report_path = Path(args.report)
     report = {} if args.fresh or not report_path.exists() else json.loads(report_path.read_text())
     report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import parse_list
+
 #: What is measured, in table order.
 UNROLLS = (64, 8, 1)
 SIMULATORS = ("amaranth", "icarus", "verilator", "board")
@@ -43,15 +45,6 @@ def register(subparsers):
                         help=f"wall-clock seconds per measurement (default {DEFAULT_SECONDS:g})")
     parser.add_argument("--report", default=str(REPORT), help=f"JSON report (default {REPORT})")
     parser.set_defaults(func=run)
-
-
-def _list(text, allowed, what, convert=str):
-    items = [convert(x.strip()) for x in text.split(",") if x.strip()]
-    for item in items:
-        if item not in allowed:
-            raise ValueError(f"unknown {what} {item!r}; choose from "
-                             f"{', '.join(map(str, allowed))}")
-    return items
 
 
 def _never_hits():
@@ -138,8 +131,8 @@ def measure(simulator, unroll, seconds):
 
 
 def run(args):
-    unrolls = _list(args.unroll, UNROLLS, "unroll", int)
-    simulators = _list(args.simulators, SIMULATORS, "simulator")
+    unrolls = parse_list(args.unroll, UNROLLS, "unroll", int)
+    simulators = parse_list(args.simulators, SIMULATORS, "simulator")
     if args.seconds <= 0:
         raise ValueError(f"--seconds must be positive, not {args.seconds}")
     report_path = Path(args.report)
