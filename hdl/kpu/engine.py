@@ -19,7 +19,7 @@ from amaranth.hdl import (Array, Cat, Const, EnableInserter, Module, Mux, Signal
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES
+from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType
 from .featuremap import LINE_BYTES
 from .layouts import (ActSegmentLayout, BatchNormLayout, DescriptorLayout, GatewareReason,
                       REASON_BITS)
@@ -37,17 +37,8 @@ WEIGHT_WORD_BYTES = 8   # the weight memory is 64-bit words (one side-table entr
 SEGMENTS = 16
 
 
-class _Pool(enum.Enum, shape=4):
-    BYPASS = 0
-    MAX_2_S2 = 1
-    MEAN_2_S2 = 2
-    MAX_4_S4 = 3
-    MEAN_4_S4 = 4
-    LEFT_TOP_2_S2 = 5
-    RIGHT_TOP_2_S2 = 6
-    LEFT_TOP_4_S4 = 7
-    MEAN_2_S1 = 8
-    MAX_2_S1 = 9
+#: ``pool_type`` as a signal shape, with the members of the one definition, ``PoolType``.
+_Pool = enum.Enum("Pool", {member.name: member.value for member in PoolType})
 
 
 def _check_int(name, value, low, high):
