@@ -2,11 +2,13 @@
 
 :func:`run_kpu` loads a KPU RAM image and a weight memory, queues layer descriptors through the
 register bus (the ``LAYER_FIFO`` register, 12 words each), waits for every layer to finish or be
-rejected, and returns the RAM afterwards with what happened to each layer. Memories are loaded
+rejected, and returns the RAM afterwards with what happened to each layer and which RAM words
+the engine read. Memories are loaded
 and read back through the simulator (``ctx.set``/``ctx.get`` on the memory rows) to keep tests
 fast; :func:`write_memory_words` shows the host-port path for the tests of that port.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 
 from amaranth.sim import Simulator
@@ -27,10 +29,14 @@ class LayerResult:
 
 @dataclass
 class KpuRun:
+    """What :func:`run_kpu` saw: the RAM afterwards, :class:`LayerResult` per descriptor, the
+    ``INT_RAW`` and ``ERROR`` registers, and ``ram_reads``: how often the engine read each KPU
+    RAM word (word address → reads, counted on the cycles its read enable is 1)."""
     ram: bytearray
     layers: list
     int_raw: int
     error_register: int
+    ram_reads: Counter
 
 
 def pack_words(image, word_bytes):
@@ -59,6 +65,7 @@ def run_kpu(kpu, ram, weights, descriptors, *, timeout_cycles=200_000, eight_bit
     result = {}
 
     layers = []
+    ram_reads = Counter()
 
     async def monitor(ctx):
         # Runs from cycle 0: a rejected layer finishes while later descriptors are still being
@@ -68,6 +75,8 @@ def run_kpu(kpu, ram, weights, descriptors, *, timeout_cycles=200_000, eight_bit
         while True:
             await ctx.tick()
             cycle += 1
+            if ctx.get(kpu.engine.ram_rd.en):
+                ram_reads[ctx.get(kpu.engine.ram_rd.addr)] += 1
             if ctx.get(kpu.engine.busy) and start is None:
                 start = cycle
             if ctx.get(kpu.engine.done):
@@ -106,7 +115,7 @@ def run_kpu(kpu, ram, weights, descriptors, *, timeout_cycles=200_000, eight_bit
     sim.add_testbench(bench)
     sim.run()
     return KpuRun(ram=result["ram"], layers=result["layers"], int_raw=result["int_raw"],
-                  error_register=result["error"])
+                  error_register=result["error"], ram_reads=ram_reads)
 
 
 async def write_register(ctx, kpu, register, value):
@@ -125,10 +134,11 @@ async def read_register(ctx, kpu, register):
 
 def random_layer(rng, *, ram_bytes, weight_bytes, min_width=1, max_width=16, max_height=8,
                  max_channels=6, max_out_channels=5, kernel_size=None, depthwise=None,
-                 pool_type=None):
+                 pool_type=None, shape=None):
     """A random valid layer and the weight memory it reads, for tests: random sizes, kernel,
     pool, conv arguments, batch-norm and activation tables, weights at a random (unaligned)
     byte address, input and output maps at random non-overlapping line addresses.
+    ``shape`` = ``(channels, out_channels, height, width)`` fixes the sizes instead.
 
     Returns ``(descriptor, weight_memory_bytes)``.
     """
@@ -138,12 +148,16 @@ def random_layer(rng, *, ram_bytes, weight_bytes, min_width=1, max_width=16, max
 
     k = kernel_size if kernel_size is not None else rng.choice([1, 3])
     dw = depthwise if depthwise is not None else rng.random() < 0.3
-    channels = rng.randint(1, max_channels)
-    out_channels = channels if dw else rng.randint(1, max_out_channels)
+    if shape is None:
+        channels = rng.randint(1, max_channels)
+        out_channels = channels if dw else rng.randint(1, max_out_channels)
+    else:
+        channels, out_channels, height, width = shape
     pool = pool_type if pool_type is not None else rng.randint(0, 9)
     stride = pool_stride(pool)
-    width = rng.randint(max(stride, min_width), max_width)
-    height = rng.randint(stride, max_height)
+    if shape is None:
+        width = rng.randint(max(stride, min_width), max_width)
+        height = rng.randint(stride, max_height)
     weights = bytes(rng.randrange(256)
                     for _ in range(out_channels * (1 if dw else channels) * k * k))
     bn = pack_batchnorm([(rng.randint(-2 ** 12, 2 ** 12), rng.randint(0, 15),

@@ -8,6 +8,7 @@ from amaranth.back import verilog
 
 from nangua.hdl.kpu import model
 from nangua.hdl.kpu.descriptor import Reason, make_layer
+from nangua.hdl.kpu.featuremap import LINE_BYTES, fmap_byte_offsets
 from nangua.hdl.kpu.kpu import INT_DONE, INT_ERROR, Kpu
 from nangua.hdl.kpu.layouts import GatewareReason
 from nangua.sim.kpu import random_layer, run_kpu
@@ -79,6 +80,34 @@ def test_depthwise(kernel_size):
     ram = random_ram(rng)
     run = run_kpu(kpu, ram, weights, [d.to_words()], timeout_cycles=20_000)
     assert_same_ram(run.ram, expected_after([d], ram, weights))
+
+
+# Odd sizes; three output channels more than one group of lanes.
+READ_SHAPES = {"l2w16": (3, 5, 7, 11), "l3w8": (3, 5, 5, 19)}  # (C, O, H, W)
+
+
+@pytest.mark.parametrize("depthwise", [False, True], ids=["plain", "depthwise"])
+@pytest.mark.parametrize("kernel_size", [3, 1])
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_reads_each_input_word_once_per_group(config, kernel_size, depthwise):
+    # Each output-channel group reads every RAM word of its input channels exactly once
+    # (3×3: through the line buffer) and no other word.
+    rng = random.Random(f"reads-{config}-{kernel_size}-{depthwise}")
+    channels, out_channels, height, width = READ_SHAPES[config]
+    if depthwise:
+        out_channels = channels
+    kpu = make_kpu(config)
+    d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
+                              kernel_size=kernel_size, depthwise=depthwise, pool_type=0,
+                              shape=(channels, out_channels, height, width))
+    ram = random_ram(rng)
+    run = run_kpu(kpu, ram, weights, [d.to_words()], timeout_cycles=20_000)
+    assert_same_ram(run.ram, expected_after([d], ram, weights))
+    word_bytes = CONFIGS[config]["ram_word_bytes"]
+    offsets = d.image_src_addr * LINE_BYTES + fmap_byte_offsets(channels, height, width)
+    groups = 1 if depthwise else -(-out_channels // CONFIGS[config]["lanes"])
+    expected = {int(word): groups for word in np.unique(offsets // word_bytes)}
+    assert dict(run.ram_reads) == expected
 
 
 def test_wide_map_spans_several_ram_words():

@@ -362,6 +362,13 @@ class KpuEngine(wiring.Component):
                           lanes_active, oc0)
 
         # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
+        # One block is word block ``fk`` of entry ``fe`` for output row ``fy``: up to nine
+        # requests ``fr``, each one row segment into ``fill[fr]``. A 1×1 block requests the
+        # nine channels of its entry (fr 0..8). A 3×3 block needs input rows fy−1, fy, fy+1
+        # (fill 0..2) of one channel; the line buffer keeps rows fy−1 and fy from the block's
+        # sweep of the previous output row, so the block requests only row fy+1 (fr = 2), and
+        # the first output row also requests row 0 (fr = 1). Pad rows (−1 and H) are never
+        # read from KPU RAM.
         R_MAX = TAPS
         rows = Mux(k3, 3, R_MAX)
         n_blocks = Signal(range(WMAX // B + 2))
@@ -379,6 +386,21 @@ class KpuEngine(wiring.Component):
         fill_meta = Signal(FillMeta)
         rows_done = Signal(11)
         rows_freed = Signal(11)
+
+        def first_request(y):
+            """The first request of a block of output row ``y``."""
+            return Mux(k3, Mux(y == 0, 1, 2), 0)
+
+        # The line buffer: for every block of the row sweep, rows fy−1 (top) and fy (mid).
+        LB_BLOCKS = (WMAX + B - 1) // B
+        m.submodules.linebuf = linebuf = memory.Memory(
+            shape=data.StructLayout({"top": 8 * B, "mid": 8 * B}), depth=E * LB_BLOCKS,
+            init=[])
+        lb_slot = Signal(range(E * LB_BLOCKS))  # the block's slot, held until its fill is done
+
+        fr_first = Signal(4)
+        m.d.comb += fr_first.eq(first_request(fy))
+        fb = Signal(range(E * LB_BLOCKS))   # block of the row sweep: fe · n_blocks + fk
         # Stage A: one row-segment request.
         a_valid = Signal()
         a_row_ok = Signal()
@@ -390,13 +412,16 @@ class KpuEngine(wiring.Component):
         b_row_ok = Signal()
         b_r = Signal(4)
         b_last = Signal()
-        m.d.comb += [self.ram_rd.addr.eq(a_addr), self.ram_rd.en.eq(1)]
+        # Read only rows inside the map: pad requests leave the port idle.
+        ram_read = Signal()
+        m.d.comb += [ram_read.eq(a_valid & a_row_ok),
+                     self.ram_rd.addr.eq(a_addr), self.ram_rd.en.eq(ram_read)]
         m.d.sync += [a_valid.eq(0), b_valid.eq(a_valid), b_row_ok.eq(a_row_ok), b_r.eq(a_r),
                      b_last.eq(a_last)]
 
         with m.If(run_start):
-            m.d.sync += [fy.eq(0), fe.eq(0), fk.eq(0), fr.eq(0), feeding.eq(1),
-                         fill_state.eq(0), rows_done.eq(0)]
+            m.d.sync += [fy.eq(0), fe.eq(0), fk.eq(0), fb.eq(0), fr.eq(first_request(0)),
+                         feeding.eq(1), fill_state.eq(0), rows_done.eq(0)]
 
         # The row segment that request ``fr`` reads.
         ch = Signal(11)
@@ -417,27 +442,28 @@ class KpuEngine(wiring.Component):
         byte = line * LINE_BYTES + (in_slot << in_pitch_shift) + fk * B
         row_gate = Signal()
         m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + 2))
-        with m.If(feeding & (((fill_state == 0) & row_gate) | ((fill_state == 1) & (fr != 0)))):
+        with m.If(feeding & (((fill_state == 0) & row_gate)
+                             | ((fill_state == 1) & (fr != fr_first)))):
             m.d.sync += [a_valid.eq(1), a_row_ok.eq(row_ok), a_r.eq(fr),
                          a_last.eq(fr == rows - 1), a_addr.eq(byte >> log_b)]
-            with m.If(fr == 0):
+            with m.If(fr == fr_first):
                 m.d.sync += [
-                    fill_state.eq(1),
+                    fill_state.eq(1), lb_slot.eq(fb),
                     fill_meta.y.eq(fy), fill_meta.e.eq(fe), fill_meta.k.eq(fk),
                     fill_meta.ncols.eq(Mux(W - fk * B < B, W - fk * B, B)),
                     fill_meta.group_last.eq((fy == H - 1) & (fe == n_entries - 1)
                                             & (fk == n_blocks - 1)),
                 ]
             with m.If(fr == rows - 1):
-                m.d.sync += fr.eq(0)
+                m.d.sync += [fr.eq(fr_first), fb.eq(fb + 1)]
                 with m.If(fk == n_blocks - 1):
                     m.d.sync += fk.eq(0)
                     with m.If(fe == n_entries - 1):
-                        m.d.sync += fe.eq(0)
+                        m.d.sync += [fe.eq(0), fb.eq(0)]
                         with m.If(fy == H - 1):
                             m.d.sync += feeding.eq(0)
                         with m.Else():
-                            m.d.sync += fy.eq(fy + 1)
+                            m.d.sync += [fy.eq(fy + 1), fr.eq(first_request(fy + 1))]
                     with m.Else():
                         m.d.sync += fe.eq(fe + 1)
                 with m.Else():
@@ -445,11 +471,30 @@ class KpuEngine(wiring.Component):
             with m.Else():
                 m.d.sync += fr.eq(fr + 1)
         pad_fill = Mux(k3, d.pad_value, 0).replicate(B)
+        new_row = Signal(8 * B)
+        m.d.comb += new_row.eq(Mux(b_row_ok, self.ram_rd.data, pad_fill))
         with m.If(b_valid):
-            m.d.sync += fill[b_r].eq(Mux(b_row_ok, self.ram_rd.data, pad_fill))
+            m.d.sync += fill[b_r].eq(new_row)
             with m.If(b_last):
                 m.d.sync += fill_state.eq(2)
         # Rows a 3×3 sweep does not use must not disturb the window: keep them at 0.
+
+        # 3×3 line buffer: the block's last request reads its slot (rows fy−1, fy) and, a cycle
+        # later, fills rows 0 and 1 from it and writes back rows fy, fy+1 for the next output
+        # row. The first output row takes the pad row and row 0 (read by request 1) instead.
+        # The next read of a slot comes after the block's fill has gone to the emitter, cycles
+        # after the write, so the read port needs no transparency.
+        lb_rd = linebuf.read_port()
+        lb_wr = linebuf.write_port()
+        lb_top_row = fill_meta.y == 0
+        lb_mid = Signal(8 * B)
+        m.d.comb += [lb_mid.eq(Mux(lb_top_row, fill[1], lb_rd.data.mid)),
+                     lb_rd.addr.eq(lb_slot), lb_rd.en.eq(a_valid & a_last & k3),
+                     lb_wr.addr.eq(lb_slot), lb_wr.en.eq(b_valid & b_last & k3),
+                     lb_wr.data.top.eq(lb_mid), lb_wr.data.mid.eq(new_row)]
+        with m.If(b_valid & b_last & k3):
+            m.d.sync += [fill[0].eq(Mux(lb_top_row, pad_fill, lb_rd.data.top)),
+                         fill[1].eq(lb_mid)]
 
         # ---- emitter: one column a cycle ---------------------------------------------------
         xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]
@@ -564,7 +609,7 @@ class KpuEngine(wiring.Component):
         post_idle = self._post(m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active,
                                rows_done, rows_freed, run_start, acc_post, xsum_post,
                                xs, ym, ash, abias, bn_mul, bn_add, bn_shift, w_term, add_term,
-                               tables_ready, a_valid if self._single_port_ram else Const(0))
+                               tables_ready, ram_read if self._single_port_ram else Const(0))
 
         compute_idle = Signal()
         m.d.comb += compute_idle.eq(~feeding & (fill_state == 0) & ~x_valid & ~flush_pending

@@ -174,6 +174,7 @@ class Kpu(wiring.Component):
         m.d.comb += [
             ram_rd.addr.eq(ram_addr if self._engine.single_port_ram
                            else Mux(busy, engine.ram_rd.addr, self.ram.addr)),
+            ram_rd.en.eq(Mux(busy, engine.ram_rd.en, 1)),
             engine.ram_rd.data.eq(ram_rd.data), self.ram.r_data.eq(ram_rd.data),
             ram_wr.addr.eq(ram_addr if self._engine.single_port_ram
                            else Mux(busy, engine.ram_wr.addr, self.ram.addr)),
