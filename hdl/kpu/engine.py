@@ -98,10 +98,14 @@ class KpuEngine(wiring.Component):
     groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles); the post
     pipeline handles ``post_lanes`` outputs a cycle. A rejected descriptor takes 4 cycles.
 
-    KPU RAM reads: a 3×3 layer reads each input row three times per group of ``lanes`` output
-    channels (for output rows y−1, y, y+1), a 1×1 layer once per group; reads and writes use
-    separate ports. Reading each byte once per layer would need line buffers of three rows of
-    every input channel, more than the small FPGAs hold.
+    KPU RAM reads: every input byte is read once per layer pass, a pass being the sweep of one
+    group of ``lanes`` output channels (one channel for depthwise layers): a layer with ``O``
+    output channels reads its input ⌈O / lanes⌉ times. A 3×3 pass keeps, in a line buffer,
+    the last two input rows of every input channel it has read (two RAM words for each of
+    ``max_entries × ⌈max_width / ram_word_bytes⌉`` word blocks: one block-RAM array), so each
+    output row reads only its new input row; pad rows are never read. Reading once per layer
+    for every group would need the whole input map on chip. ``ram_rd.en`` is 1 only on the
+    cycles a word is read. Reads and writes use separate ports unless ``single_port_ram``.
 
     Bad input: a descriptor the model's :func:`~nangua.hdl.kpu.model.check` rejects, or one
     beyond this configuration (:attr:`.layouts.GatewareReason.CONFIG_LIMIT`), is reported with
