@@ -3,9 +3,9 @@
 :func:`run_kpu` loads a KPU RAM image and a weight memory, queues layer descriptors through the
 register bus (the ``LAYER_FIFO`` register, 12 words each), waits for every layer to finish or be
 rejected, and returns the RAM afterwards with what happened to each layer and which RAM words
-the engine read. Memories are loaded
-and read back through the simulator (``ctx.set``/``ctx.get`` on the memory rows) to keep tests
-fast; :func:`write_memory_words` shows the host-port path for the tests of that port.
+the engine read. Memories are loaded and read back through the simulator
+(``ctx.set``/``ctx.get`` on the memory rows) to keep tests fast; :func:`write_memory_words`
+shows the host-port path for the tests of that port.
 """
 
 from collections import Counter

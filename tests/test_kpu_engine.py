@@ -82,7 +82,7 @@ def test_depthwise(kernel_size):
     assert_same_ram(run.ram, expected_after([d], ram, weights))
 
 
-# Odd sizes; three output channels more than one group of lanes.
+# Odd sizes; five output channels make several groups (three of 2 lanes, two of 3).
 READ_SHAPES = {"l2w16": (3, 5, 7, 11), "l3w8": (3, 5, 5, 19)}  # (C, O, H, W)
 
 

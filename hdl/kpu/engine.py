@@ -493,7 +493,7 @@ class KpuEngine(wiring.Component):
         lb_top_row = fill_meta.y == 0
         lb_mid = Signal(8 * B)
         m.d.comb += [lb_mid.eq(Mux(lb_top_row, fill[1], lb_rd.data.mid)),
-                     lb_rd.addr.eq(lb_slot), lb_rd.en.eq(a_valid & a_last & k3),
+                     lb_rd.addr.eq(lb_slot), lb_rd.en.eq(a_valid & a_last & k3 & ~lb_top_row),
                      lb_wr.addr.eq(lb_slot), lb_wr.en.eq(b_valid & b_last & k3),
                      lb_wr.data.top.eq(lb_mid), lb_wr.data.mid.eq(new_row)]
         with m.If(b_valid & b_last & k3):
