@@ -5,13 +5,14 @@ at a time)::
 
     weight memory ─► activation table, batch-norm entries, coefficient buffers (a group)
     KPU RAM ─► feeder (row words) ─► emitter (one column a cycle) ─► window (3×3 or 9×1)
-          ─► MAC array (lanes × 9) ─► row accumulators (double-buffered by row parity)
+          ─► MAC array (lanes × 9) ─► row accumulators (a ring of ACC_ROWS rows)
           ─► post (conv args, batch-norm, activation, pool) ─► KPU RAM
 
 For output row ``y`` the engine sweeps every weight entry ``e`` (an input channel for 3×3, nine
 input channels for 1×1) along the row: each cycle one column of the input enters, one window
-leaves, and ``lanes × 9`` products are accumulated into ``acc[lane][x]``. While row ``y + 1``
-accumulates into the other buffer, the post pipeline turns row ``y`` into output bytes.
+leaves, and ``lanes × 9`` products are accumulated into ``acc[lane][x]``. While rows ``y + 1`` and
+``y + 2`` accumulate into the other rows of the ring, the post pipeline turns row ``y`` into
+output bytes.
 """
 
 from amaranth.hdl import (Array, Cat, Const, EnableInserter, Module, Mux, Signal, signed,
@@ -33,6 +34,9 @@ ACC_SUM_BITS = 32       # Σ x·w over ≤ 1024·9 taps < 2³⁰
 X_SUM_BITS = 24         # Σ x over ≤ 1024·9 taps < 2²²
 W_SUM_BITS = 24         # Σ w of one output channel
 POOL_BITS = 12          # sum of 16 uint8 values
+#: Rows of accumulators: the row being computed, the row being post-processed, and one more so
+#: that compute never waits for post at row boundaries when the two take equally long (1×1).
+ACC_ROWS = 3
 WEIGHT_WORD_BYTES = 8   # the weight memory is 64-bit words (one side-table entry each)
 SEGMENTS = 16
 
@@ -257,8 +261,9 @@ class KpuEngine(wiring.Component):
         coef_wr = coef.write_port(granularity=1)      # one lane (array element)
         coef_rd = coef.read_port()
         m.submodules.acc = acc = memory.Memory(
-            shape=data.ArrayLayout(ACC_SUM_BITS, P), depth=2 * WMAX, init=[])
-        m.submodules.xsum = xsum = memory.Memory(shape=X_SUM_BITS, depth=2 * WMAX, init=[])
+            shape=data.ArrayLayout(ACC_SUM_BITS, P), depth=ACC_ROWS * WMAX, init=[])
+        m.submodules.xsum = xsum = memory.Memory(shape=X_SUM_BITS, depth=ACC_ROWS * WMAX,
+                                                 init=[])
         acc_wr = acc.write_port()
         acc_rd = acc.read_port(transparent_for=(acc_wr,))
         acc_post = acc.read_port()
@@ -378,6 +383,7 @@ class KpuEngine(wiring.Component):
         n_blocks = Signal(range(WMAX // B + 2))
         m.d.comb += n_blocks.eq((W + B - 1) >> log_b)
         fy = Signal(10)
+        fslot = Signal(range(ACC_ROWS))     # accumulator row of output row fy: fy mod ACC_ROWS
         fe = Signal(11)
         fk = Signal.like(n_blocks)
         fr = Signal(4)
@@ -385,7 +391,8 @@ class KpuEngine(wiring.Component):
         fill_state = Signal(2)              # 0 empty, 1 filling, 2 full
         fill = Array(Signal(8 * B, name=f"fill_{r}") for r in range(R_MAX))
         FillMeta = data.StructLayout({
-            "y": 10, "e": 11, "k": n_blocks.shape(), "ncols": range(B + 1), "group_last": 1,
+            "y": 10, "slot": range(ACC_ROWS), "e": 11, "k": n_blocks.shape(),
+            "ncols": range(B + 1), "group_last": 1,
         })
         fill_meta = Signal(FillMeta)
         rows_done = Signal(11)
@@ -424,7 +431,8 @@ class KpuEngine(wiring.Component):
                      b_last.eq(a_last)]
 
         with m.If(run_start):
-            m.d.sync += [fy.eq(0), fe.eq(0), fk.eq(0), fb.eq(0), fr.eq(first_request(0)),
+            m.d.sync += [fy.eq(0), fslot.eq(0), fe.eq(0), fk.eq(0), fb.eq(0),
+                         fr.eq(first_request(0)),
                          feeding.eq(1), fill_state.eq(0), rows_done.eq(0)]
 
         # The row segment that request ``fr`` reads.
@@ -445,7 +453,7 @@ class KpuEngine(wiring.Component):
                      in_slot.eq(ch & Mux(in_shift == 2, 3, Mux(in_shift == 1, 1, 0)))]
         byte = line * LINE_BYTES + (in_slot << in_pitch_shift) + fk * B
         row_gate = Signal()
-        m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + 2))
+        m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + ACC_ROWS))
         with m.If(feeding & (((fill_state == 0) & row_gate)
                              | ((fill_state == 1) & (fr != fr_first)))):
             m.d.sync += [a_valid.eq(1), a_row_ok.eq(row_ok), a_r.eq(fr),
@@ -453,7 +461,8 @@ class KpuEngine(wiring.Component):
             with m.If(fr == fr_first):
                 m.d.sync += [
                     fill_state.eq(1), lb_slot.eq(fb),
-                    fill_meta.y.eq(fy), fill_meta.e.eq(fe), fill_meta.k.eq(fk),
+                    fill_meta.y.eq(fy), fill_meta.slot.eq(fslot), fill_meta.e.eq(fe),
+                    fill_meta.k.eq(fk),
                     fill_meta.ncols.eq(Mux(W - fk * B < B, W - fk * B, B)),
                     fill_meta.group_last.eq((fy == H - 1) & (fe == n_entries - 1)
                                             & (fk == n_blocks - 1)),
@@ -467,7 +476,8 @@ class KpuEngine(wiring.Component):
                         with m.If(fy == H - 1):
                             m.d.sync += feeding.eq(0)
                         with m.Else():
-                            m.d.sync += [fy.eq(fy + 1), fr.eq(first_request(fy + 1))]
+                            m.d.sync += [fy.eq(fy + 1), fr.eq(first_request(fy + 1)),
+                                         fslot.eq(Mux(fslot == ACC_ROWS - 1, 0, fslot + 1))]
                     with m.Else():
                         m.d.sync += fe.eq(fe + 1)
                 with m.Else():
@@ -526,7 +536,7 @@ class KpuEngine(wiring.Component):
 
         # Stage S1 (registered emitter output).
         ColMeta = data.StructLayout({
-            "x": range(WMAX + 1), "y": 10, "first_e": 1, "last_e": 1, "last_x": 1,
+            "x": range(WMAX + 1), "slot": range(ACC_ROWS), "e": 11, "first_e": 1, "last_e": 1, "last_x": 1,
         })
         s1_valid = Signal()
         s1_flush = Signal()
@@ -536,31 +546,28 @@ class KpuEngine(wiring.Component):
         m.d.sync += [s1_valid.eq(emitting), s1_flush.eq(flush_pending)]
         m.d.sync += [s1_col[r].eq(Mux(k3 & (r >= 3), 0, xbuf[r].word_select(cx, 8)))
                      for r in range(R_MAX)]
-        m.d.sync += [s1_meta.x.eq(x_pos), s1_meta.y.eq(x_meta.y),
+        m.d.sync += [s1_meta.x.eq(x_pos), s1_meta.slot.eq(x_meta.slot), s1_meta.e.eq(x_meta.e),
                      s1_meta.first_e.eq(x_meta.e == 0),
                      s1_meta.last_e.eq(x_meta.e == n_entries - 1),
                      s1_meta.last_x.eq(x_pos == W - 1)]
-        m.d.comb += coef_rd.addr.eq(x_meta.e)
 
         # ---- window stage (S1 → S2) --------------------------------------------------------
         s2_valid = Signal()
         s2_taps = Signal(data.ArrayLayout(8, TAPS))
-        s2_w = Signal(data.ArrayLayout(data.ArrayLayout(8, TAPS), P))
         s2_meta = Signal(ColMeta)
         win_l = Signal(data.ArrayLayout(8, 3))
         win_m = Signal(data.ArrayLayout(8, 3))
         pend_valid = Signal()
         pend_meta = Signal(ColMeta)
-        pend_w = Signal.like(s2_w)
         pad_col = Signal(data.ArrayLayout(8, 3))
         m.d.comb += [pad_col[r].eq(d.pad_value) for r in range(3)]
         m.d.sync += s2_valid.eq(0)
 
-        def emit_window(left, mid, right, meta, weights):
+        def emit_window(left, mid, right, meta):
             taps = []
             for r in range(3):
                 taps += [left[r], mid[r], right[r]]
-            m.d.sync += [s2_valid.eq(1), s2_meta.eq(meta), s2_w.eq(weights)]
+            m.d.sync += [s2_valid.eq(1), s2_meta.eq(meta)]
             m.d.sync += [s2_taps[t].eq(taps[t]) for t in range(TAPS)]
 
         col3 = Signal(data.ArrayLayout(8, 3))
@@ -569,25 +576,27 @@ class KpuEngine(wiring.Component):
             with m.If(s1_valid):
                 with m.If(s1_meta.x == 0):
                     with m.If(pend_valid):
-                        emit_window(win_l, win_m, pad_col, pend_meta, pend_w)
+                        emit_window(win_l, win_m, pad_col, pend_meta)
                     m.d.sync += [win_l.eq(pad_col), win_m.eq(col3), pend_meta.eq(s1_meta),
-                                 pend_w.eq(coef_rd.data), pend_valid.eq(1)]
+                                 pend_valid.eq(1)]
                 with m.Else():
-                    emit_window(win_l, win_m, col3, pend_meta, pend_w)
+                    emit_window(win_l, win_m, col3, pend_meta)
                     m.d.sync += [win_l.eq(win_m), win_m.eq(col3), pend_meta.eq(s1_meta)]
             with m.If(s1_flush & pend_valid):
-                emit_window(win_l, win_m, pad_col, pend_meta, pend_w)
+                emit_window(win_l, win_m, pad_col, pend_meta)
                 m.d.sync += pend_valid.eq(0)
         with m.Else():
             with m.If(s1_valid):
-                m.d.sync += [s2_valid.eq(1), s2_meta.eq(s1_meta), s2_w.eq(coef_rd.data),
-                             s2_taps.eq(s1_col)]
+                m.d.sync += [s2_valid.eq(1), s2_meta.eq(s1_meta), s2_taps.eq(s1_col)]
         with m.If(run_start):
             m.d.sync += pend_valid.eq(0)
+        # The coefficient buffer is read for the window leaving this cycle, so its registered
+        # output meets the window at the MAC array: no copy of the lanes × 9 weights is kept.
+        m.d.comb += coef_rd.addr.eq(Mux(k3, pend_meta.e, s1_meta.e))
 
         # ---- MAC array and accumulation ----------------------------------------------------
         m.submodules.mac = mac = MacArray(P, platform=self._platform)
-        m.d.comb += [mac.x.eq(s2_taps), mac.w.eq(s2_w)]
+        m.d.comb += [mac.x.eq(s2_taps), mac.w.eq(coef_rd.data)]
         metas = [(s2_valid, s2_meta)]
         for n in range(MAC_LATENCY):
             valid, meta = Signal(name=f"mac_valid_{n}"), Signal(ColMeta, name=f"mac_meta_{n}")
@@ -595,13 +604,13 @@ class KpuEngine(wiring.Component):
             metas.append((valid, meta))
         s3_valid, s3_meta = metas[-2]
         s4_valid, s4_meta = metas[-1]
-        def acc_addr(parity, x):
-            return parity * WMAX + x
+        def acc_addr(slot, x):
+            return slot * WMAX + x
 
-        m.d.comb += [acc_rd.addr.eq(acc_addr(s3_meta.y[0], s3_meta.x)),
-                     xsum_rd.addr.eq(acc_addr(s3_meta.y[0], s3_meta.x)),
-                     acc_wr.addr.eq(acc_addr(s4_meta.y[0], s4_meta.x)),
-                     xsum_wr.addr.eq(acc_addr(s4_meta.y[0], s4_meta.x))]
+        m.d.comb += [acc_rd.addr.eq(acc_addr(s3_meta.slot, s3_meta.x)),
+                     xsum_rd.addr.eq(acc_addr(s3_meta.slot, s3_meta.x)),
+                     acc_wr.addr.eq(acc_addr(s4_meta.slot, s4_meta.x)),
+                     xsum_wr.addr.eq(acc_addr(s4_meta.slot, s4_meta.x))]
         for j in range(P):
             m.d.comb += acc_wr.data[j].eq(Mux(s4_meta.first_e, 0, acc_rd.data[j]) + mac.sums[j])
         m.d.comb += [xsum_wr.data.eq(Mux(s4_meta.first_e, 0, xsum_rd.data) + mac.x_sum),
@@ -815,11 +824,13 @@ class KpuEngine(wiring.Component):
 
         # Sequencer: rows in order; lane groups; columns (+ pad column / pad row, s1 pools).
         py = Signal(10)
+        pslot = Signal(range(ACC_ROWS))     # accumulator row of py
         pg = Signal(range(NG + 1))
         px = Signal(range(WMAX + 2))
         posting = Signal()
         with mp.If(run_start):
-            mp.d.sync += [py.eq(0), pg.eq(0), px.eq(0), posting.eq(1), rows_freed.eq(0)]
+            mp.d.sync += [py.eq(0), pslot.eq(0), pg.eq(0), px.eq(0), posting.eq(1),
+                          rows_freed.eq(0)]
         last_x = Mux(s1_pool & (py < H), W, W - 1)
         last_g = Signal(range(NG))
         m.d.comb += last_g.eq((lanes_active - 1) // Q)
@@ -830,7 +841,7 @@ class KpuEngine(wiring.Component):
                       m0.kind.valid.eq(issue), m0.kind.xpad.eq(px == W),
                       m0.kind.ypad.eq(py == H), m0.g.eq(pg), m0.x.eq(px), m0.y.eq(py)]
         mp.d.comb += [m0.lanes[q].eq(pg * Q + q < lanes_active) for q in range(Q)]
-        addr = py[0] * WMAX + px
+        addr = pslot * WMAX + px
         mp.d.comb += [acc_post.addr.eq(addr), xsum_post.addr.eq(addr)]
         with mp.If(issue):
             with mp.If(px == last_x):
@@ -842,7 +853,8 @@ class KpuEngine(wiring.Component):
                     with mp.If((py == H) | ((py == H - 1) & ~s1_pool)):
                         mp.d.sync += posting.eq(0)
                     with mp.Else():
-                        mp.d.sync += py.eq(py + 1)
+                        mp.d.sync += [py.eq(py + 1),
+                                      pslot.eq(Mux(pslot == ACC_ROWS - 1, 0, pslot + 1))]
                 with mp.Else():
                     mp.d.sync += pg.eq(pg + 1)
             with mp.Else():
@@ -881,7 +893,9 @@ class KpuEngine(wiring.Component):
         for q in range(Q):
             p3_alu = Signal(signed(ACC_BITS), name=f"p3_alu_{q}")
             mp.d.sync += p3_alu.eq((p2_acc[q] + p2_x + p2_w[q] + add_term)[:ACC_BITS].as_signed())
-            p4_prod = Signal(signed(60), name=f"p4_prod_{q}")
+            # (alu · mul) >> shift wraps to ACC_BITS: product bits above ACC_BITS + 14 (the
+            # largest shift, 15, plus the result) cannot reach it, so they are not built.
+            p4_prod = Signal(ACC_BITS + 15, name=f"p4_prod_{q}")
             p4_shift = Signal(4, name=f"p4_shift_{q}")
             p4_add = Signal(signed(32), name=f"p4_add_{q}")
             mp.d.sync += [p4_prod.eq(p3_alu * lane(bn_mul, m3.g, q)),
@@ -1072,15 +1086,29 @@ class KpuEngine(wiring.Component):
     @staticmethod
     def _round_clamp(m, t, shift, bias, q):
         """nncase's rounding shift of ``t`` (floor, then + sign when the fraction is above one
-        half, or exactly one half with an odd quotient), plus ``bias``, clamped to uint8."""
-        integral = Signal(signed(len(t)), name=f"round_integral_{q}")
-        fraction2 = Signal(len(t) + 66, name=f"round_fraction2_{q}")
-        one = Signal(65, name=f"round_one_{q}")
-        m.d.comb += [integral.eq(t >> shift),
-                     fraction2.eq((t - (integral << shift)).as_unsigned() << 1),
-                     one.eq(Const(1, 1) << shift)]
-        up = (fraction2 > one) | ((fraction2 == one) & integral[0])
-        rounded = Mux(shift == 0, t, integral + Mux(up, Mux(t < 0, -1, 1), 0))
-        y = Signal(signed(len(t) + 2), name=f"round_y_{q}")
-        m.d.comb += y.eq(rounded + bias)
-        return Mux(y < 0, 0, Mux(y > 255, 255, y))
+        half, or exactly one half with an odd quotient), plus ``bias``, clamped to uint8.
+
+        Only what the uint8 result depends on is computed: 9 bits of the quotient ``q``, the
+        rounding bit below them, whether any lower bit is set, and whether ``q`` fits in 9
+        signed bits at all. If it does not, the result is fixed by the sign of ``t``: ``q`` ≥
+        256 gives 255, ``q`` ≤ −257 gives at most −257 + 1 + 255 < 0, so 0 (8 bits would not
+        do: ``q`` = 200 must give 200 + ``bias``). A full-width shift and fraction compare
+        cost about three times the logic.
+        """
+        n = len(t)
+        INTEGRAL = 9
+        sign = t[n - 1]
+        # Bit 0: t[shift − 1] (0 when shift is 0); bits 1..INTEGRAL: (t >> shift)[0:INTEGRAL].
+        window = Signal(INTEGRAL + 1, name=f"round_window_{q}")
+        m.d.comb += window.eq((Cat(Const(0, 1), t).as_signed() >> shift)[:INTEGRAL + 1])
+        integral = window[1:].as_signed()
+        round_bit = window[0]
+        sticky = Signal(name=f"round_sticky_{q}")        # any of t[0 : shift − 1] set
+        m.d.comb += sticky.eq(Cat(t[k] & (shift > k + 1) for k in range(n)).any())
+        fits = Signal(name=f"round_fits_{q}")            # t >> shift fits in INTEGRAL bits
+        m.d.comb += fits.eq(~Cat((t[k] != sign) & (shift + INTEGRAL - 1 <= k)
+                                 for k in range(INTEGRAL - 1, n - 1)).any())
+        up = round_bit & (sticky | integral[0])
+        y = Signal(signed(INTEGRAL + 3), name=f"round_y_{q}")
+        m.d.comb += y.eq(integral + Mux(up, Mux(sign, -1, 1), 0) + bias)
+        return Mux(~fits, Mux(sign, 0, 255), Mux(y < 0, 0, Mux(y > 255, 255, y)))

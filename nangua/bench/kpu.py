@@ -27,7 +27,7 @@ __all__ = ["CONFIGS", "LAYERS", "REPORT", "make_kpu", "benchmark_layer", "measur
 
 #: Gateware configurations: ECP5-85F (144 MAC units), iCE40UP5K (9 MAC units).
 CONFIGS = {
-    "ecp5": dict(lanes=16, post_lanes=16, ram_word_bytes=16, max_width=64, max_entries=64,
+    "ecp5": dict(lanes=16, post_lanes=8, ram_word_bytes=16, max_width=64, max_entries=64,
                  ram_bytes=256 * 1024, weight_bytes=64 * 1024, platform="ecp5"),
     "ice40": dict(lanes=1, post_lanes=1, ram_word_bytes=8, max_width=64, max_entries=64,
                   single_port_ram=True, ram_bytes=64 * 1024, weight_bytes=16 * 1024,
