@@ -30,6 +30,11 @@ from amaranth.lib.wiring import In, Out
 from .engine import WEIGHT_WORD_BYTES, KpuEngine
 from .featuremap import LINE_BYTES
 from .layouts import DESCRIPTOR_WORDS, REASON_BITS, WORD_BITS
+from .mac import _platform_family
+from .spram import SPRAM_COUNT, SPRAM_DEPTH, SPRAM_WIDTH, Ice40Spram
+
+#: KPU RAM word of the single-port (SPRAM) RAM: every SPRAM of an iCE40UP5K side by side.
+SPRAM_WORD_BYTES = SPRAM_COUNT * SPRAM_WIDTH // 8
 
 __all__ = ["Register", "INT_DONE", "INT_ERROR", "INT_FIFO_LOW", "RegisterBusSignature",
            "HostMemorySignature", "Kpu"]
@@ -85,7 +90,12 @@ class Kpu(wiring.Component):
         Weight memory size: a multiple of 8 bytes.
     fifo_layers : int
         Descriptors the FIFO holds (12 words each).
-    ram_word_bytes, lanes, post_lanes, max_width, max_entries, single_port_ram, platform
+    single_port_ram : bool
+        See :class:`.engine.KpuEngine`. The KPU RAM is then an :class:`.spram.Ice40Spram`:
+        SB_SPRAM256KA primitives with an iCE40 platform (Yosys does not infer SPRAM from a
+        memory), its behavioural twin otherwise; at most 128 KiB in words of 8 bytes. After a
+        host write, ``ram.r_data`` is undefined until the next cycle without a write.
+    ram_word_bytes, lanes, post_lanes, max_width, max_entries, platform
         See :class:`.engine.KpuEngine`.
 
     Members
@@ -95,6 +105,8 @@ class Kpu(wiring.Component):
         OR of INT_STATUS.
     ram : In(HostMemorySignature(...))
         KPU RAM words of ``ram_word_bytes``.
+    ram_memory : Memory or None
+        The KPU RAM's memory, for simulations to load and read; ``None`` with SPRAM primitives.
     weights : In(HostMemorySignature(...))
         Weight memory, 64-bit words (little-endian byte order within a word).
 
@@ -102,7 +114,7 @@ class Kpu(wiring.Component):
     ------
     ValueError
         On a size out of range, e.g. ``"KPU RAM size must be a multiple of 64 bytes in
-        64..2097152, not 100"``.
+        64..2097152, not 100"``, or a single-port RAM that iCE40 SPRAM cannot hold.
     """
     def __init__(self, *, ram_bytes=64 * 1024, weight_bytes=16 * 1024, fifo_layers=2,
                  ram_word_bytes=16, lanes=2, post_lanes=1, max_width=64, max_entries=64,
@@ -123,6 +135,12 @@ class Kpu(wiring.Component):
                     or fifo_layers < 1):
                 raise ValueError(f"FIFO depth must be a positive number of layers, not "
                                  f"{fifo_layers!r}")
+            if single_port_ram and (ram_word_bytes != SPRAM_WORD_BYTES
+                                    or ram_bytes > SPRAM_WORD_BYTES * SPRAM_DEPTH):
+                raise ValueError(f"A single-port KPU RAM is iCE40 SPRAM: at most "
+                                 f"{SPRAM_WORD_BYTES * SPRAM_DEPTH} bytes in words of "
+                                 f"{SPRAM_WORD_BYTES} bytes, not {ram_bytes} bytes in words of "
+                                 f"{ram_word_bytes!r}")
             self._engine = KpuEngine(
                 ram_words=ram_bytes // ram_word_bytes, ram_word_bytes=ram_word_bytes,
                 weight_words=weight_bytes // WEIGHT_WORD_BYTES, lanes=lanes, post_lanes=post_lanes,
@@ -136,8 +154,16 @@ class Kpu(wiring.Component):
         self._fifo_words = fifo_layers * DESCRIPTOR_WORDS
         ram_addr = len(self._engine.ram_rd.addr)
         w_addr = len(self._engine.w_rd.addr)
-        self.ram_memory = memory.Memory(shape=unsigned(8 * ram_word_bytes),
-                                        depth=ram_bytes // ram_word_bytes, init=[])
+        if single_port_ram:
+            # iCE40 SPRAM primitives on an iCE40 platform, their behavioural twin otherwise.
+            self._spram = Ice40Spram(
+                ram_bytes // ram_word_bytes, ram_word_bytes,
+                platform=platform if _platform_family(platform) == "ice40" else None)
+            self.ram_memory = self._spram.memory
+        else:
+            self._spram = None
+            self.ram_memory = memory.Memory(shape=unsigned(8 * ram_word_bytes),
+                                            depth=ram_bytes // ram_word_bytes, init=[])
         self.weight_memory = memory.Memory(shape=unsigned(64),
                                            depth=weight_bytes // WEIGHT_WORD_BYTES, init=[])
         super().__init__({
@@ -154,32 +180,38 @@ class Kpu(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = engine = self._engine
-        m.submodules.ram_memory = ram = self.ram_memory
         m.submodules.weight_memory = wmem = self.weight_memory
         m.submodules.fifo = desc_fifo = fifo.SyncFIFOBuffered(width=WORD_BITS,
                                                               depth=self._fifo_words)
 
         # Memories: the engine owns the ports while busy, the host otherwise.
-        ram_rd = ram.read_port()
-        ram_wr = ram.write_port(granularity=8)
+        busy = engine.busy
+        if self._spram is not None:
+            m.submodules.ram = spram = self._spram
+            # One address: the engine never reads while it writes (single_port_ram).
+            engine_addr = Mux(engine.ram_wr.en.any(), engine.ram_wr.addr, engine.ram_rd.addr)
+            m.d.comb += [
+                spram.addr.eq(Mux(busy, engine_addr, self.ram.addr)),
+                spram.r_en.eq(Mux(busy, engine.ram_rd.en, 1)),
+                engine.ram_rd.data.eq(spram.r_data), self.ram.r_data.eq(spram.r_data),
+                spram.w_data.eq(Mux(busy, engine.ram_wr.data, self.ram.w_data)),
+                spram.w_en.eq(Mux(busy, engine.ram_wr.en, self.ram.w_en)),
+            ]
+        else:
+            m.submodules.ram_memory = ram = self.ram_memory
+            ram_rd = ram.read_port()
+            ram_wr = ram.write_port(granularity=8)
+            m.d.comb += [
+                ram_rd.addr.eq(Mux(busy, engine.ram_rd.addr, self.ram.addr)),
+                ram_rd.en.eq(Mux(busy, engine.ram_rd.en, 1)),
+                engine.ram_rd.data.eq(ram_rd.data), self.ram.r_data.eq(ram_rd.data),
+                ram_wr.addr.eq(Mux(busy, engine.ram_wr.addr, self.ram.addr)),
+                ram_wr.data.eq(Mux(busy, engine.ram_wr.data, self.ram.w_data)),
+                ram_wr.en.eq(Mux(busy, engine.ram_wr.en, self.ram.w_en)),
+            ]
         w_rd = wmem.read_port()
         w_wr = wmem.write_port(granularity=8)
-        busy = engine.busy
-        engine_addr = engine.ram_rd.addr
-        if self._engine.single_port_ram:
-            # One address for both ports: the engine never reads while it writes.
-            engine_addr = Mux(engine.ram_wr.en.any(), engine.ram_wr.addr, engine.ram_rd.addr)
-        ram_addr = Signal.like(engine.ram_rd.addr)
-        m.d.comb += ram_addr.eq(Mux(busy, engine_addr, self.ram.addr))
         m.d.comb += [
-            ram_rd.addr.eq(ram_addr if self._engine.single_port_ram
-                           else Mux(busy, engine.ram_rd.addr, self.ram.addr)),
-            ram_rd.en.eq(Mux(busy, engine.ram_rd.en, 1)),
-            engine.ram_rd.data.eq(ram_rd.data), self.ram.r_data.eq(ram_rd.data),
-            ram_wr.addr.eq(ram_addr if self._engine.single_port_ram
-                           else Mux(busy, engine.ram_wr.addr, self.ram.addr)),
-            ram_wr.data.eq(Mux(busy, engine.ram_wr.data, self.ram.w_data)),
-            ram_wr.en.eq(Mux(busy, engine.ram_wr.en, self.ram.w_en)),
             w_rd.addr.eq(Mux(busy, engine.w_rd.addr, self.weights.addr)),
             engine.w_rd.data.eq(w_rd.data), self.weights.r_data.eq(w_rd.data),
             w_wr.addr.eq(self.weights.addr),

@@ -25,12 +25,14 @@ from ..sim.kpu import run_kpu
 __all__ = ["CONFIGS", "LAYERS", "REPORT", "make_kpu", "benchmark_layer", "measure", "register",
            "run", "main"]
 
-#: Gateware configurations: ECP5-85F (144 MAC units), iCE40UP5K (9 MAC units).
+#: Gateware configurations: ECP5-85F (144 MAC units), iCE40UP5K (9 MAC units). The iCE40 KPU
+#: RAM is the UP5K's four SPRAMs side by side (64-bit words): 128 KiB, all of them, since half
+#: the depth would still take all four for the width.
 CONFIGS = {
     "ecp5": dict(lanes=16, post_lanes=8, ram_word_bytes=16, max_width=64, max_entries=64,
                  ram_bytes=256 * 1024, weight_bytes=64 * 1024, platform="ecp5"),
     "ice40": dict(lanes=1, post_lanes=1, ram_word_bytes=8, max_width=64, max_entries=64,
-                  single_port_ram=True, ram_bytes=64 * 1024, weight_bytes=16 * 1024,
+                  single_port_ram=True, ram_bytes=128 * 1024, weight_bytes=16 * 1024,
                   platform="ice40"),
 }
 #: Benchmark layers: (kernel, input channels, output channels, width = height).
