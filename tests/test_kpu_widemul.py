@@ -7,15 +7,21 @@ synthesis (the slow test) only.
 """
 
 import itertools
+import json
 import random
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.hdl import Fragment, Shape, signed, unsigned
 from amaranth.sim import Simulator
 
+from nangua.bench.synth import yosys_command
 from nangua.hdl.kpu.widemul import LATENCY, Ecp5Mult18x18D, WideMul, limbs
+
+BUILD = Path("build/test_kpu_widemul")
 
 
 def _corners(shape):
@@ -66,7 +72,8 @@ SHAPES = [
     (signed(18), signed(18)),
     (signed(19), signed(19)),
     (signed(8), signed(40)),
-    (signed(1), signed(5)),
+    (signed(38), signed(20)),       # 2-bit top limbs: DSP and logic pieces mixed
+    (signed(1), signed(5)),         # all in logic
     (unsigned(20), signed(18)),
     (unsigned(36), unsigned(18)),
 ]
@@ -109,7 +116,9 @@ def test_limbs_are_unsigned_18_bit_below_a_signed_top():
 
 def test_dsp_count():
     assert _elaborated(WideMul(signed(36), signed(24), platform="ecp5")).dsp_count == 4
-    assert _elaborated(WideMul(signed(37), signed(16), platform="ecp5")).dsp_count == 3
+    assert _elaborated(WideMul(signed(37), signed(16), platform="ecp5")).dsp_count == 2
+    assert _elaborated(WideMul(signed(38), signed(20), platform="ecp5")).dsp_count == 2
+    assert _elaborated(WideMul(signed(39), signed(21), platform="ecp5")).dsp_count == 6
     assert _elaborated(WideMul(signed(36), signed(24))).dsp_count == 0
     assert _elaborated(WideMul(signed(36), signed(24), platform="ice40")).dsp_count == 0
 
@@ -132,6 +141,26 @@ def test_converts_to_verilog_for_ulx3s(a_shape, b_shape):
 def test_converts_to_verilog_behavioural():
     text = verilog.convert(WideMul(signed(36), signed(24)), name="widemul", emit_src=False)
     assert "MULT18X18D" not in text
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [(signed(36), signed(24)), (signed(37), signed(16))],
+                         ids=repr)
+def test_ecp5_synthesis_keeps_the_products_in_dsps(a_shape, b_shape):
+    """``synth_ecp5 -nodsp`` (as the KPU is built) keeps every MULT18X18D and adds only the
+    partial-product sum: well under 1,000 LUT4, where the behavioural form of these products
+    takes 4,312 and 2,885 LUT4."""
+    dut = WideMul(a_shape, b_shape, platform="ecp5")
+    workdir = BUILD / f"{a_shape.width}x{b_shape.width}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "top.il").write_text(rtlil.convert(dut, name="top", emit_src=False))
+    script = "read_rtlil top.il; synth_ecp5 -top top -nodsp; tee -q -o stat.json stat -json"
+    result = subprocess.run([yosys_command(), "-q", "-p", script], cwd=workdir,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    cells = json.loads((workdir / "stat.json").read_text())["modules"]["\\top"]
+    cells = cells["num_cells_by_type"]
+    assert cells.get("MULT18X18D", 0) == dut.dsp_count
+    assert cells.get("LUT4", 0) < 1000
 
 
 def test_bad_parameters_raise():

@@ -16,10 +16,16 @@ from amaranth.lib.wiring import In, Out
 
 from ..params import checking
 
-__all__ = ["LIMB_BITS", "LATENCY", "platform_family", "limbs", "Ecp5Mult18x18D", "WideMul"]
+__all__ = ["LIMB_BITS", "LOGIC_LIMB_BITS", "LATENCY", "platform_family", "limbs",
+           "Ecp5Mult18x18D", "WideMul"]
 
 #: Operand bits of one MULT18X18D.
 LIMB_BITS = 18
+#: A pair of limbs of which one has at most this many bits is multiplied in logic, not in a DSP:
+#: ``synth_ecp5 -nodsp`` builds a registered 1×16 signed product from 16 LUT4 + 9 CCU2C and a
+#: 2×18 one from 36 LUT4 + 10 CCU2C, while the 8×8 MAC product that the DSP would displace costs
+#: 260 LUT4 + 8 CCU2C in logic. (It saves a DSP per ``signed(37)`` operand, e.g.)
+LOGIC_LIMB_BITS = 2
 #: Clock cycles from ``a``/``b`` to ``p`` of every :class:`WideMul` (DSP output register, then
 #: the registered sum of the partial products; the behavioural form has the same two stages).
 LATENCY = 2
@@ -130,9 +136,11 @@ class WideMul(wiring.Component):
     """``p = a × b`` at full width, fully pipelined, latency :data:`LATENCY` (2) in every form.
 
     - ECP5 platform: ``a`` and ``b`` are cut into :func:`limbs` (unsigned 18-bit low limbs, a
-      signed top limb) and each pair of limbs is one :class:`Ecp5Mult18x18D`; the shifted
-      partial products are summed in logic and registered. :attr:`dsp_count` primitives:
-      ``signed(36) × signed(24)`` takes 2 × 2 = 4, ``signed(37) × signed(16)`` 3 × 1 = 3.
+      signed top limb) and each pair of limbs is one :class:`Ecp5Mult18x18D`, except pairs with
+      a limb of at most :data:`LOGIC_LIMB_BITS` bits, which are multiplied in logic with the
+      same one-cycle register; the shifted partial products are summed in logic and
+      registered. :attr:`dsp_count` primitives: ``signed(36) × signed(24)`` takes 2 × 2 = 4,
+      ``signed(37) × signed(16)`` takes 2 (its 1-bit top limb of ``a`` is done in logic).
     - ``platform=None``, iCE40 or any other family: behavioural ``a * b``, registered twice.
       On iCE40 the few SB_MAC16 belong to the MAC array and ``synth_ice40`` maps ``*`` to logic
       anyway; for other families no primitive is written here, so Yosys maps ``*`` itself.
@@ -177,7 +185,12 @@ class WideMul(wiring.Component):
         """MULT18X18D primitives this multiplier uses (0 unless on ECP5)."""
         if not self._ecp5:
             return 0
-        return len(limbs(self.a.shape())) * len(limbs(self.b.shape()))
+        return sum(in_dsp for _, _, in_dsp in self._limb_pairs())
+
+    def _limb_pairs(self):
+        """Every ``(a limb, b limb, in_dsp)``: the pieces of the product on ECP5."""
+        return [(la, lb, min(la[1], lb[1]) > LOGIC_LIMB_BITS)
+                for la in limbs(self.a.shape()) for lb in limbs(self.b.shape())]
 
     def elaborate(self, platform):
         m = Module()
@@ -186,18 +199,24 @@ class WideMul(wiring.Component):
             m.d.sync += [product.eq(self.a * self.b), self.p.eq(product)]
             return m
         partials = []
-        for a_lsb, a_width, a_signed in limbs(self.a.shape()):
-            for b_lsb, b_width, b_signed in limbs(self.b.shape()):
+        for (a_lsb, a_width, a_signed), (b_lsb, b_width, b_signed), in_dsp in self._limb_pairs():
+            a_limb = self.a[a_lsb:a_lsb + a_width]
+            b_limb = self.b[b_lsb:b_lsb + b_width]
+            a_limb = a_limb.as_signed() if a_signed else a_limb
+            b_limb = b_limb.as_signed() if b_signed else b_limb
+            if in_dsp:
                 mul = Ecp5Mult18x18D(signed_a=a_signed, signed_b=b_signed,
                                      simulate=self._sim_primitives)
                 m.submodules[f"mul_a{a_lsb}_b{b_lsb}"] = mul
-                a_limb = self.a[a_lsb:a_lsb + a_width]
-                b_limb = self.b[b_lsb:b_lsb + b_width]
                 # .eq() extends by the source's signedness: a signed top limb is sign-extended
                 # to 18 bits, as the primitive expects with SIGNEDx = 1.
-                m.d.comb += [mul.a.eq(a_limb.as_signed() if a_signed else a_limb),
-                             mul.b.eq(b_limb.as_signed() if b_signed else b_limb)]
-                partials.append(mul.product() << (a_lsb + b_lsb))
+                m.d.comb += [mul.a.eq(a_limb), mul.b.eq(b_limb)]
+                partial = mul.product()
+            else:
+                partial = Signal(Shape(a_width + b_width, a_signed or b_signed),
+                                 name=f"pp_a{a_lsb}_b{b_lsb}")
+                m.d.sync += partial.eq(a_limb * b_limb)
+            partials.append(partial << (a_lsb + b_lsb))
         # The exact product fits p, so the sum truncated to p's width is exact.
         m.d.sync += self.p.eq(sum(partials))
         return m
