@@ -10,7 +10,7 @@ wide post-processing product, so on a full device the post-processing multiplier
 DSPs and some MAC products in logic (:class:`.mac.MacArray`'s ``dsp_products``).
 """
 
-from amaranth.hdl import ClockSignal, Module, ResetSignal, Instance, Shape, Signal
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -75,7 +75,7 @@ class Ecp5Mult18x18D(wiring.Component):
     Parameters
     ----------
     signed_a, signed_b : bool
-        Tie ``SIGNEDA``/``SIGNEDB`` to 1.
+        Tie ``SIGNEDA``/``SIGNEDB`` to 1 (``a``/``b`` two's complement) rather than 0.
     simulate : bool
         Elaborate a behavioural twin of the same ports (for the simulator: Yosys ships no
         simulation model of MULT18X18D, only a black box) instead of the instance.
@@ -217,6 +217,7 @@ class WideMul(wiring.Component):
                                  name=f"pp_a{a_lsb}_b{b_lsb}")
                 m.d.sync += partial.eq(a_limb * b_limb)
             partials.append(partial << (a_lsb + b_lsb))
-        # The exact product fits p, so the sum truncated to p's width is exact.
+        # The exact product fits p, so the sum truncated to p's width is exact. All partial
+        # products are added in one cycle (4 terms for 36×24): pipeline here if timing fails.
         m.d.sync += self.p.eq(sum(partials))
         return m
