@@ -85,16 +85,15 @@ def test_sb_mac16_proof_catches_a_wrong_output_select():
     assert "proof did fail" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("family", ["ice40", "ecp5"])
-@pytest.mark.parametrize("lanes", [1, 3])
-def test_primitive_array_matches_behavioural(family, lanes):
-    """Random vectors through both arrays, every cycle; outputs compared after the latency."""
+def _check_against_behavioural(primitive, seed):
+    """Random vectors through ``primitive`` and a behavioural array, every cycle; outputs
+    compared with the sums of products after the latency."""
+    lanes = primitive.lanes
     behavioural = MacArray(lanes)
-    primitive = MacArray(lanes, platform=family, sim_primitives=True)
     top = Module()
     top.submodules.a = behavioural
     top.submodules.b = primitive
-    rng = random.Random(f"{family}-{lanes}")
+    rng = random.Random(seed)
     vectors = [([rng.randrange(256) for _ in range(TAPS)],
                 [[rng.randrange(256) for _ in range(TAPS)] for _ in range(lanes)])
                for _ in range(40)]
@@ -123,6 +122,35 @@ def test_primitive_array_matches_behavioural(family, lanes):
     assert len(seen) == len(vectors)
 
 
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_primitive_array_matches_behavioural(family, lanes):
+    _check_against_behavioural(MacArray(lanes, platform=family, sim_primitives=True),
+                               f"{family}-{lanes}")
+
+
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+@pytest.mark.parametrize("dsp_products", [0, 5, 10])
+def test_partly_dsp_array_matches_behavioural(family, dsp_products):
+    """Products split between primitives and logic (an odd count leaves half an SB_MAC16
+    idle); the latency must not change."""
+    primitive = MacArray(2, platform=family, sim_primitives=True, dsp_products=dsp_products)
+    _check_against_behavioural(primitive, f"{family}-{dsp_products}")
+
+
+@pytest.mark.parametrize("family,dsp_products,count", [
+    ("ecp5", None, 18), ("ecp5", 7, 7), ("ecp5", 0, 0),
+    ("ice40", None, 9), ("ice40", 7, 4), ("ice40", 0, 0)])
+def test_dsp_products_sets_the_primitive_count(family, dsp_products, count):
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+    platform = ULX3S_85F_Platform() if family == "ecp5" else ICEBreakerPlatform()
+    mac = MacArray(2, platform=platform, dsp_products=dsp_products)
+    text = verilog.convert(mac, name="mac", emit_src=False)
+    primitive = "MULT18X18D" if family == "ecp5" else "SB_MAC16"
+    assert len(re.findall(rf"^\s*{primitive}\b", text, re.M)) == count
+
+
 @pytest.mark.parametrize("family", [None, "ice40", "ecp5"])
 def test_converts_to_verilog(family):
     verilog.convert(MacArray(2, platform=family), name="mac", emit_src=False)
@@ -134,3 +162,6 @@ def test_bad_parameters_raise():
     with pytest.raises(ValueError, match=r"^Platform 'xilinx' is neither iCE40 nor ECP5; "
                                          r"pass platform=None for behavioural multipliers$"):
         MacArray(1, platform="xilinx")
+    with pytest.raises(ValueError, match=r"^DSP products must be None or an integer in 0\.\.18, "
+                                         r"not 19$"):
+        MacArray(2, platform="ecp5", dsp_products=19)

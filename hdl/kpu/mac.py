@@ -1,14 +1,18 @@
 """The KPU's multiply-accumulate array: ``lanes`` output channels × 9 taps of uint8 × uint8.
 
-With ``platform=None`` the products are behavioural ``*``; with an iCE40 or ECP5 platform each
-product is an explicit DSP primitive (:class:`Ice40Mul8x8Pair`, :class:`Ecp5Mul8x8`), so Yosys
-cannot spread them over logic cells. The primitives are simulated by behavioural twins of the
-same ports (see :func:`_platform_family`), so the simulator checks the wiring around them.
+With ``platform=None`` the products are behavioural ``*``; with an iCE40 or ECP5 platform the
+first ``dsp_products`` products are explicit DSP primitives (:class:`Ice40Mul8x8Pair`,
+:class:`.widemul.Ecp5Mult18x18D`), so Yosys cannot spread them over logic cells, and the rest are
+behavioural ``*`` (logic under ``synth_ecp5 -nodsp``), which leaves DSPs for the post-processing
+multipliers. The primitives are simulated by behavioural twins of the same ports
+(``sim_primitives``), so the simulator checks the wiring around them.
 """
 
-from amaranth.hdl import Cat, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import Cat, ClockSignal, Elaboratable, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+from .widemul import Ecp5Mult18x18D, platform_family
 
 __all__ = ["TAPS", "PRODUCT_BITS", "LANE_SUM_BITS", "TAP_SUM_BITS", "MacArray"]
 
@@ -21,22 +25,6 @@ LANE_SUM_BITS = 20
 TAP_SUM_BITS = 12
 #: Clock cycles from ``x``/``w`` to ``sums``/``x_sum``.
 LATENCY = 2
-
-
-def _platform_family(platform):
-    """``"ice40"``, ``"ecp5"`` or ``None`` (behavioural) for a platform object, a family name or
-    ``None``."""
-    if platform is None:
-        return None
-    if isinstance(platform, str):
-        family = platform
-    else:
-        family = getattr(platform, "family", None) or type(platform).__name__.lower()
-    for name in ("ice40", "ecp5"):
-        if name in str(family).lower():
-            return name
-    raise ValueError(f"Platform {platform!r} is neither iCE40 nor ECP5; pass platform=None "
-                     f"for behavioural multipliers")
 
 
 class Ice40Mul8x8Pair(Elaboratable):
@@ -77,36 +65,6 @@ class Ice40Mul8x8Pair(Elaboratable):
         return m
 
 
-class Ecp5Mul8x8(Elaboratable):
-    """One unsigned 8×8 product in a MULT18X18D, output registered in the primitive; latency 1."""
-    def __init__(self, platform):
-        self.platform = platform
-        self.a = Signal(8)
-        self.b = Signal(8)
-        self.o = Signal(16)
-
-    def elaborate(self, platform):
-        m = Module()
-        if self.platform is None:
-            m.d.sync += self.o.eq(self.a * self.b)
-            return m
-        p = Signal(36)
-        m.submodules.mult = Instance(
-            "MULT18X18D",
-            p_REG_INPUTA_CLK="NONE", p_REG_INPUTB_CLK="NONE", p_REG_INPUTC_CLK="NONE",
-            p_REG_PIPELINE_CLK="NONE", p_REG_OUTPUT_CLK="CLK0",
-            p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED", p_CLK2_DIV="ENABLED",
-            p_CLK3_DIV="ENABLED", p_GSR="DISABLED", p_SOURCEB_MODE="B_SHIFT",
-            p_RESETMODE="SYNC",
-            i_CLK0=ClockSignal(), i_CE0=1, i_RST0=ResetSignal(),
-            i_SIGNEDA=0, i_SIGNEDB=0, i_SOURCEA=0, i_SOURCEB=0,
-            **{f"i_A{i}": (self.a[i] if i < 8 else 0) for i in range(18)},
-            **{f"i_B{i}": (self.b[i] if i < 8 else 0) for i in range(18)},
-            **{f"o_P{i}": p[i] for i in range(36)})
-        m.d.comb += self.o.eq(p[:16])
-        return m
-
-
 class MacArray(wiring.Component):
     """``lanes`` × 9 uint8 products, summed per lane; also the sum of the 9 taps.
 
@@ -120,6 +78,10 @@ class MacArray(wiring.Component):
     sim_primitives : bool
         With a platform, simulate the primitives' behavioural twins instead of instantiating
         them (the same structure, for the simulator).
+    dsp_products : int or None
+        With a platform, how many products (lane-major: lane 0's 9 taps first) use a DSP
+        primitive; the others are behavioural ``*`` with the same one-cycle register, so the
+        latency does not change. ``None``: all of them. Ignored without a platform.
 
     Members
     -------
@@ -136,17 +98,28 @@ class MacArray(wiring.Component):
     Raises
     ------
     ValueError
-        If ``lanes`` is not an integer in 1..64, or the platform is neither iCE40 nor ECP5.
+        If ``lanes`` is not an integer in 1..64, the platform is neither iCE40 nor ECP5, or
+        ``dsp_products`` is not ``None`` or an integer in 0..9 × ``lanes``.
     """
-    def __init__(self, lanes, *, platform=None, sim_primitives=False):
+    def __init__(self, lanes, *, platform=None, sim_primitives=False, dsp_products=None):
         try:
             if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= 64:
                 raise ValueError(f"Lanes must be an integer in 1..64, not {lanes!r}")
-            self._family = _platform_family(platform)
+            self._family = platform_family(platform)
+            if platform is not None and self._family is None:
+                raise ValueError(f"Platform {platform!r} is neither iCE40 nor ECP5; pass "
+                                 f"platform=None for behavioural multipliers")
+            if dsp_products is None:
+                dsp_products = TAPS * lanes
+            if (not isinstance(dsp_products, int) or isinstance(dsp_products, bool)
+                    or not 0 <= dsp_products <= TAPS * lanes):
+                raise ValueError(f"DSP products must be None or an integer in "
+                                 f"0..{TAPS * lanes}, not {dsp_products!r}")
         except ValueError:
             self._MustUse__silence = True   # a rejected object is not an unused design
             raise
         self._lanes = lanes
+        self._dsp_products = dsp_products if self._family is not None else 0
         self._sim_primitives = sim_primitives
         super().__init__({
             "x": In(data.ArrayLayout(8, TAPS)),
@@ -163,30 +136,35 @@ class MacArray(wiring.Component):
     def family(self):
         return self._family
 
+    @property
+    def dsp_products(self):
+        """Products in DSP primitives (0 without a platform)."""
+        return self._dsp_products
+
     def elaborate(self, platform):
         m = Module()
         prim_platform = None if self._sim_primitives else self._family
         products = [[Signal(PRODUCT_BITS, name=f"p_{j}_{t}") for t in range(TAPS)]
                     for j in range(self._lanes)]
         flat = [(j, t) for j in range(self._lanes) for t in range(TAPS)]
-        if self._family is None:
-            for j, t in flat:
-                m.d.sync += products[j][t].eq(self.x[t] * self.w[j][t])
-        elif self._family == "ice40":
-            for n in range(0, len(flat), 2):
-                pair = flat[n:n + 2]
+        in_dsp, in_logic = flat[:self._dsp_products], flat[self._dsp_products:]
+        for j, t in in_logic:
+            m.d.sync += products[j][t].eq(self.x[t] * self.w[j][t])
+        if self._family == "ice40":
+            for n in range(0, len(in_dsp), 2):
+                pair = in_dsp[n:n + 2]      # an odd count leaves the last pair's top half idle
                 mul = Ice40Mul8x8Pair(prim_platform)
                 m.submodules[f"mul{n // 2}"] = mul
                 for half, (j, t) in enumerate(pair):
                     m.d.comb += [mul.a[8 * half:8 * half + 8].eq(self.x[t]),
                                  mul.b[8 * half:8 * half + 8].eq(self.w[j][t])]
                     m.d.comb += products[j][t].eq(mul.o[16 * half:16 * half + 16])
-        else:
-            for n, (j, t) in enumerate(flat):
-                mul = Ecp5Mul8x8(prim_platform)
+        elif self._family == "ecp5":
+            for n, (j, t) in enumerate(in_dsp):
+                mul = Ecp5Mult18x18D(simulate=self._sim_primitives)    # unsigned × unsigned
                 m.submodules[f"mul{n}"] = mul
                 m.d.comb += [mul.a.eq(self.x[t]), mul.b.eq(self.w[j][t]),
-                             products[j][t].eq(mul.o)]
+                             products[j][t].eq(mul.p)]
         x_sum = Signal(TAP_SUM_BITS)
         m.d.sync += x_sum.eq(sum(self.x[t] for t in range(TAPS)))
         m.d.sync += self.x_sum.eq(x_sum)
