@@ -322,3 +322,20 @@ def test_interrupt_mask_clear_and_fifo_flush():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_dsp_budget_goes_to_post_products_first():
+    """On ECP5 the post pipeline's wide products take their MULT18X18D first, the MAC array
+    the rest of the budget; a budget below the post pipeline's needs is refused."""
+    from amaranth.back import rtlil
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+    from nangua.hdl.kpu.engine import KpuEngine
+    post = KpuEngine.post_dsps_of(1, CONFIGS["l2w16"]["max_entries"])
+    assert post == 2 + 1 * (4 + 2)      # x term; batch-norm 36×24, activation 37×16
+    config = dict(CONFIGS["l2w16"], post_lanes=1)
+    kpu = Kpu(ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES, platform=ULX3S_85F_Platform(),
+              dsp_budget=post + 5, **config)
+    assert rtlil.convert(kpu, name="kpu").count("MULT18X18D") == post + 5
+    with pytest.raises(ValueError, match=rf"^DSP budget must be an integer in {post}\.\."):
+        Kpu(ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES, platform=ULX3S_85F_Platform(),
+            dsp_budget=post - 1, **config)

@@ -26,12 +26,12 @@ from .layouts import (ActSegmentLayout, BatchNormLayout, DescriptorLayout, Gatew
                       REASON_BITS)
 from .mac import LATENCY as MAC_LATENCY
 from .mac import TAPS, MacArray
+from .widemul import LATENCY as WIDE_LATENCY
+from .widemul import WideMul, dsp_count, platform_family
 
 __all__ = ["KpuEngine"]
 
 ACC_BITS = 36           # conv and batch-norm results wrap to signed 36 bits, as in nncase
-ACC_SUM_BITS = 32       # Σ x·w over ≤ 1024·9 taps < 2³⁰
-X_SUM_BITS = 24         # Σ x over ≤ 1024·9 taps < 2²²
 W_SUM_BITS = 24         # Σ w of one output channel
 POOL_BITS = 12          # sum of 16 uint8 values
 #: Rows of accumulators: the row being computed, the row being post-processed, and one more so
@@ -77,7 +77,13 @@ class KpuEngine(wiring.Component):
         Never read and write the KPU RAM in the same cycle (writes wait for a free cycle), so
         that one address port serves both, as an iCE40 SPRAM needs.
     platform : platform or None
-        Passed to :class:`.mac.MacArray` (DSP primitives when given).
+        DSP primitives when given (:class:`.mac.MacArray`, :class:`.widemul.WideMul`),
+        behavioural multipliers otherwise.
+    dsp_budget : int or None
+        ECP5 only: MULT18X18D the engine may use. The post-processing products take theirs
+        first (:attr:`post_dsps`: a DSP there replaces about 200 partial-product bits of
+        logic, in a MAC product only 64), the MAC array gets the rest and builds its other
+        products in logic. ``None``: every MAC product in a DSP.
 
     Members
     -------
@@ -116,10 +122,17 @@ class KpuEngine(wiring.Component):
     ``done``, ``error`` and ``reason`` and changes nothing.
     """
     def __init__(self, *, ram_words, ram_word_bytes=16, weight_words, lanes=2, post_lanes=1,
-                 max_width=64, max_entries=64, single_port_ram=False, platform=None):
+                 max_width=64, max_entries=64, single_port_ram=False, platform=None,
+                 dsp_budget=None):
         try:
             self._check_parameters(ram_words, ram_word_bytes, weight_words, lanes, post_lanes,
                                    max_width, max_entries)
+            self._ecp5 = platform_family(platform) == "ecp5"
+            self._mac_dsps = None
+            if dsp_budget is not None and self._ecp5:
+                _check_int("DSP budget", dsp_budget, self.post_dsps_of(post_lanes, max_entries),
+                           self.post_dsps_of(post_lanes, max_entries) + TAPS * lanes)
+                self._mac_dsps = dsp_budget - self.post_dsps_of(post_lanes, max_entries)
         except ValueError:
             self._MustUse__silence = True   # a rejected object is not an unused design
             raise
@@ -178,6 +191,25 @@ class KpuEngine(wiring.Component):
     @property
     def mac_units(self):
         return TAPS * self._lanes
+
+    @staticmethod
+    def post_dsps_of(post_lanes, max_entries):
+        """MULT18X18D of the post pipeline on ECP5: the x term's product, and per post lane the
+        batch-norm and activation products."""
+        x_sum_bits = (max_entries * TAPS * 255).bit_length()
+        return (dsp_count(DescriptorLayout["arg_x"].shape, unsigned(x_sum_bits))
+                + post_lanes * (dsp_count(signed(ACC_BITS), BatchNormLayout["mul"].shape)
+                                + dsp_count(signed(ACC_BITS + 1), ActSegmentLayout["y_mul"].shape)))
+
+    @property
+    def acc_bits(self):
+        """Bits of an accumulator: Σ x·w over the ``max_entries × 9`` taps of one output."""
+        return (self._max_entries * TAPS * 255 * 255).bit_length()
+
+    @property
+    def x_sum_bits(self):
+        """Bits of Σ x over the ``max_entries × 9`` taps of one output."""
+        return (self._max_entries * TAPS * 255).bit_length()
 
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):
@@ -251,7 +283,6 @@ class KpuEngine(wiring.Component):
         bn_mul = Array(Signal(signed(24), name=f"bn_mul_{j}") for j in range(P))
         bn_add = Array(Signal(signed(32), name=f"bn_add_{j}") for j in range(P))
         bn_shift = Array(Signal(4, name=f"bn_shift_{j}") for j in range(P))
-        w_sum = Array(Signal(W_SUM_BITS, name=f"w_sum_{j}") for j in range(P))
         w_term = Array(Signal(signed(48), name=f"w_term_{j}") for j in range(P))
         add_term = Signal(signed(52))       # arg_add · G
 
@@ -261,8 +292,8 @@ class KpuEngine(wiring.Component):
         coef_wr = coef.write_port(granularity=1)      # one lane (array element)
         coef_rd = coef.read_port()
         m.submodules.acc = acc = memory.Memory(
-            shape=data.ArrayLayout(ACC_SUM_BITS, P), depth=ACC_ROWS * WMAX, init=[])
-        m.submodules.xsum = xsum = memory.Memory(shape=X_SUM_BITS, depth=ACC_ROWS * WMAX,
+            shape=data.ArrayLayout(self.acc_bits, P), depth=ACC_ROWS * WMAX, init=[])
+        m.submodules.xsum = xsum = memory.Memory(shape=self.x_sum_bits, depth=ACC_ROWS * WMAX,
                                                  init=[])
         acc_wr = acc.write_port()
         acc_rd = acc.read_port(transparent_for=(acc_wr,))
@@ -367,7 +398,7 @@ class KpuEngine(wiring.Component):
                     m.d.sync += tables_ready.eq(1)
                     m.next = "WAIT"
 
-        self._coef_loader(m, d, coef_start, coef_done, w_addr, w_sum, w_term, coef_wr, per_oc,
+        self._coef_loader(m, d, coef_start, coef_done, w_addr, w_term, coef_wr, per_oc,
                           lanes_active, oc0)
 
         # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
@@ -536,7 +567,8 @@ class KpuEngine(wiring.Component):
 
         # Stage S1 (registered emitter output).
         ColMeta = data.StructLayout({
-            "x": range(WMAX + 1), "slot": range(ACC_ROWS), "e": 11, "first_e": 1, "last_e": 1, "last_x": 1,
+            "x": range(WMAX + 1), "slot": range(ACC_ROWS), "e": 11, "first_e": 1, "last_e": 1,
+            "last_x": 1,
         })
         s1_valid = Signal()
         s1_flush = Signal()
@@ -595,7 +627,8 @@ class KpuEngine(wiring.Component):
         m.d.comb += coef_rd.addr.eq(Mux(k3, pend_meta.e, s1_meta.e))
 
         # ---- MAC array and accumulation ----------------------------------------------------
-        m.submodules.mac = mac = MacArray(P, platform=self._platform)
+        m.submodules.mac = mac = MacArray(P, platform=self._platform,
+                                          dsp_products=self._mac_dsps)
         m.d.comb += [mac.x.eq(s2_taps), mac.w.eq(coef_rd.data)]
         metas = [(s2_valid, s2_meta)]
         for n in range(MAC_LATENCY):
@@ -731,58 +764,66 @@ class KpuEngine(wiring.Component):
         return result
 
     # ------------------------------------------------------------------------------------------
-    def _coef_loader(self, m, d, start, done, w_addr, w_sum, w_term, coef_wr, per_oc,
-                     lanes_active, oc0):
-        """Copy the group's weights into the coefficient buffer, 8 bytes a cycle in, one
-        9-byte entry a cycle out (at most); sums each lane's weights into ``w_sum`` and sets
-        ``w_term`` = ``(arg_w · Σw) >> shr_w`` as each lane completes."""
+    def _coef_loader(self, m, d, start, done, w_addr, w_term, coef_wr, per_oc, lanes_active,
+                     oc0):
+        """Copy the group's weights into the coefficient buffer, 8 bytes a cycle in, one entry
+        (up to 9 bytes) a cycle out at most; sets ``w_term`` = ``(arg_w · Σw) >> shr_w`` of each
+        lane as it completes.
+
+        The weights of a group are one run of bytes. Words wait in a queue of three; an entry
+        starts at byte ``pos`` of the first and, being at most 9 bytes, always ends within the
+        second, so cutting it out is one 8-way selection of 72 bits (a byte-granular FIFO
+        needs two 192-bit byte shifters).
+        """
         P = self._lanes
         first = Signal(32)                  # byte address of the group's first weight
         m.d.comb += first.eq(d.para_start_addr + oc0 * per_oc)
-        words_left = Signal(20)
-        skip = Signal(3)                    # bytes to drop from the first word
-        first_word = Signal()
-        buf = Signal(8 * 24)
-        count = Signal(range(25))
+        words_left = Signal(20)             # words still to read
+        queue = [Signal(64, name=f"coef_word_{i}") for i in range(3)]
+        count = Signal(range(4))            # words in the queue
+        pos = Signal(3)                     # byte of queue[0] where the next entry starts
         lane = Signal(range(P + 1))
         entry = Signal(11)
         remaining = Signal(14)              # bytes of the current lane not yet taken
+        lane_sum = Signal(W_SUM_BITS)       # Σw of the current lane so far
         active = Signal()
-        arrive = Signal()
+        arrive = Signal()                   # the read issued last cycle returns this cycle
         m.d.sync += arrive.eq(0)
         need = Signal(4)
         m.d.comb += need.eq(Mux(remaining < 9, remaining, 9))
+        end = Signal(5)                     # byte after the entry, from the start of queue[0]
         pop = Signal()
-        m.d.comb += pop.eq(active & (count >= need))
-        count_after_pop = Signal(range(25))
-        buf_after_pop = Signal.like(buf)
-        m.d.comb += [count_after_pop.eq(Mux(pop, count - need, count)),
-                     buf_after_pop.eq(Mux(pop, buf >> (need * 8), buf))]
-        incoming = Signal(64)
-        incoming_n = Signal(4)
-        m.d.comb += [incoming.eq(Mux(first_word, self.w_rd.data >> (skip * 8), self.w_rd.data)),
-                     incoming_n.eq(Mux(first_word, 8 - skip, 8))]
-        with m.If(arrive):
-            m.d.sync += [buf.eq(buf_after_pop | (incoming << (count_after_pop * 8))),
-                         count.eq(count_after_pop + incoming_n), first_word.eq(0)]
-        with m.Else():
-            m.d.sync += [buf.eq(buf_after_pop), count.eq(count_after_pop)]
-        # Issue a read when the word fits even if nothing is popped meanwhile.
-        with m.If(active & (words_left != 0)
-                  & (count_after_pop + Mux(arrive, incoming_n, 0) <= 16)):
-            m.d.sync += [w_addr.eq(w_addr + 1), words_left.eq(words_left - 1), arrive.eq(1)]
+        consumed = Signal(2)                # words the entry finishes: 0, 1 or 2
+        kept = Signal(range(4))             # words left in the queue after the pop
+        m.d.comb += [end.eq(pos + need), pop.eq(active & (count * 8 >= end)),
+                     consumed.eq(Mux(pop, end >> 3, 0)), kept.eq(count - consumed)]
         entry_bytes = Signal(8 * TAPS)
-        m.d.comb += entry_bytes.eq(buf & ((Const(1, 8 * TAPS + 1) << (need * 8)) - 1))
+        window = Cat(queue[0], queue[1])
+        cut = Array(window[8 * k:8 * k + 8 * TAPS] for k in range(8))[pos]
+        m.d.comb += entry_bytes.eq(cut & ((Const(1, 8 * TAPS + 1) << (need * 8)) - 1))
+        # Shift out the consumed words, then append the arriving one behind those kept.
+        for i in range(3):
+            shifted = Array(queue[i + k] if i + k < 3 else Const(0, 64) for k in range(3))
+            with m.If(arrive & (kept == i)):
+                m.d.sync += queue[i].eq(self.w_rd.data)
+            with m.Else():
+                m.d.sync += queue[i].eq(shifted[consumed])
+        m.d.sync += count.eq(kept + arrive)
+        with m.If(pop):
+            m.d.sync += pos.eq(end[:3])
+        # A read issued now arrives next cycle: issue it only if the queue will have room then
+        # even if nothing is popped meanwhile.
+        with m.If(active & (words_left != 0) & (kept + arrive < 3)):
+            m.d.sync += [w_addr.eq(w_addr + 1), words_left.eq(words_left - 1), arrive.eq(1)]
         m.d.comb += [coef_wr.addr.eq(entry), coef_wr.en.eq(Mux(pop, 1 << lane, 0)),
                      coef_wr.data.eq(entry_bytes.replicate(P))]
-        lane_sum = Signal(W_SUM_BITS)
-        m.d.comb += lane_sum.eq(w_sum[lane] + sum(entry_bytes.word_select(t, 8)
-                                                  for t in range(TAPS)))
+        new_sum = Signal(W_SUM_BITS)
+        m.d.comb += new_sum.eq(lane_sum + sum(entry_bytes.word_select(t, 8) for t in range(TAPS)))
         with m.If(pop):
-            m.d.sync += w_sum[lane].eq(lane_sum)
+            m.d.sync += lane_sum.eq(new_sum)
             with m.If(remaining == need):
-                m.d.sync += [entry.eq(0), remaining.eq(per_oc), lane.eq(lane + 1),
-                             w_term[lane].eq((d.arg_w * lane_sum) >> d.shr_w)]
+                m.d.sync += [entry.eq(0), remaining.eq(per_oc), lane.eq(lane + 1), lane_sum.eq(0),
+                             w_term[lane].eq((d.arg_w * new_sum) >> d.shr_w)]
                 with m.If(lane == lanes_active - 1):
                     m.d.sync += active.eq(0)
                     m.d.comb += done.eq(1)
@@ -790,11 +831,9 @@ class KpuEngine(wiring.Component):
                 m.d.sync += [entry.eq(entry + 1), remaining.eq(remaining - need)]
         # Last, so that it overrides the streaming updates above.
         with m.If(start):
-            m.d.sync += [active.eq(1), w_addr.eq(first >> 3), skip.eq(first[:3]), buf.eq(0),
-                         first_word.eq(1), count.eq(0), lane.eq(0), entry.eq(0),
-                         remaining.eq(per_oc),
+            m.d.sync += [active.eq(1), w_addr.eq(first >> 3), pos.eq(first[:3]), count.eq(0),
+                         lane.eq(0), entry.eq(0), remaining.eq(per_oc), lane_sum.eq(0),
                          words_left.eq((first[:3] + lanes_active * per_oc + 7) >> 3)]
-            m.d.sync += [w_sum[j].eq(0) for j in range(P)]
 
     # ------------------------------------------------------------------------------------------
     def _post(self, m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active, rows_done,
@@ -873,59 +912,75 @@ class KpuEngine(wiring.Component):
             return Array(array[gg * Q + q] for gg in range(NG))[g]
 
         # P1: the memories answer. P2: conv-argument terms.
-        m1 = stage("p1")
-        m2 = stage("p2")
-        p2_x = Signal(signed(48))
-        mp.d.sync += p2_x.eq((d.arg_x * xsum_post.data) >> d.shr_x)
-        p2_acc = [Signal(ACC_SUM_BITS, name=f"p2_acc_{q}") for q in range(Q)]
-        p2_w = [Signal(signed(48), name=f"p2_w_{q}") for q in range(Q)]
-        for q in range(Q):
-            mp.d.sync += [p2_acc[q].eq(lane(acc_post.data, m1.g, q)),
-                          p2_w[q].eq(lane(w_term, m1.g, q))]
-        m3 = stage("p3")
-        m4 = stage("p4")
-        m5 = stage("p5")
-        m6 = stage("p6")
-        m7 = stage("p7")
-        m8 = stage("p8")
-        m9 = stage("p9")
-        p9_u = []
-        for q in range(Q):
-            p3_alu = Signal(signed(ACC_BITS), name=f"p3_alu_{q}")
-            mp.d.sync += p3_alu.eq((p2_acc[q] + p2_x + p2_w[q] + add_term)[:ACC_BITS].as_signed())
-            # (alu · mul) >> shift wraps to ACC_BITS: product bits above ACC_BITS + 14 (the
-            # largest shift, 15, plus the result) cannot reach it, so they are not built.
-            p4_prod = Signal(ACC_BITS + 15, name=f"p4_prod_{q}")
-            p4_shift = Signal(4, name=f"p4_shift_{q}")
-            p4_add = Signal(signed(32), name=f"p4_add_{q}")
-            mp.d.sync += [p4_prod.eq(p3_alu * lane(bn_mul, m3.g, q)),
-                          p4_shift.eq(lane(bn_shift, m3.g, q)),
-                          p4_add.eq(lane(bn_add, m3.g, q))]
-            p5_v = Signal(signed(ACC_BITS), name=f"p5_v_{q}")
-            mp.d.sync += p5_v.eq(((p4_prod >> p4_shift) + p4_add)[:ACC_BITS].as_signed())
-            p6_v = Signal(signed(ACC_BITS), name=f"p6_v_{q}")
-            p6_above = Signal(SEGMENTS, name=f"p6_above_{q}")
-            mp.d.sync += [p6_v.eq(p5_v)]
-            mp.d.sync += [p6_above[s].eq(p5_v > xs[s]) for s in range(SEGMENTS)]
-            idx = Signal(4, name=f"p6_segment_{q}")
-            for s in range(SEGMENTS):       # the last segment whose x_start < v; 0 if none
-                with mp.If(p6_above[s]):
-                    mp.d.comb += idx.eq(s)
-            p7_d = Signal(signed(ACC_BITS + 1), name=f"p7_d_{q}")
-            p7_ym = Signal(signed(16), name=f"p7_ym_{q}")
-            p7_sh = Signal(6, name=f"p7_sh_{q}")
-            p7_bias = Signal(8, name=f"p7_bias_{q}")
-            mp.d.sync += [p7_d.eq(p6_v - xs[idx]), p7_ym.eq(ym[idx]), p7_sh.eq(ash[idx]),
-                          p7_bias.eq(abias[idx])]
-            p8_t = Signal(signed(ACC_BITS + 17), name=f"p8_t_{q}")
-            p8_sh = Signal(6, name=f"p8_sh_{q}")
-            p8_bias = Signal(8, name=f"p8_bias_{q}")
-            mp.d.sync += [p8_t.eq(p7_d * p7_ym), p8_sh.eq(p7_sh), p8_bias.eq(p7_bias)]
-            u = Signal(8, name=f"p9_u_{q}")
-            mp.d.sync += u.eq(self._round_clamp(mp, p8_t, p8_sh, p8_bias, q))
-            p9_u.append(u)
+        L = WIDE_LATENCY
 
-        # Pool Q0 (m9, p9_u): horizontal combine, pick, or bypass; issue the row-buffer read.
+        def delayed(value, cycles, name):
+            """``value`` registered ``cycles`` times (to meet a product of a WideMul)."""
+            for n in range(cycles):
+                reg = Signal(value.shape(), name=f"{name}_d{n}")
+                mp.d.sync += reg.eq(value)
+                value = reg
+            return value
+
+        def wide_mul(name, a, b):
+            """``a × b`` of a :class:`.widemul.WideMul` in DSPs where the platform has them,
+            stalling with the pipeline; the product comes ``WIDE_LATENCY`` cycles later."""
+            mul = WideMul(a.shape(), b.shape(), platform=self._platform)
+            mp.submodules[name] = mul
+            mp.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.en.eq(~stall)]
+            return mul.p
+
+        # Stage 1: the memories answer; the x term's product starts.
+        for n in range(1, 2 + L):
+            stage(f"p{n}")
+        ms = stages
+        x_prod = wide_mul("x_mul", d.arg_x, xsum_post.data)
+        # Stage 1 + L: conv-argument terms summed (registered at 2 + L).
+        x_term = Signal(signed(48))
+        mp.d.comb += x_term.eq(x_prod >> d.shr_x)
+        acc_v = [delayed(lane(acc_post.data, ms[1].g, q), L, f"post_acc_{q}") for q in range(Q)]
+        w_v = [delayed(lane(w_term, ms[1].g, q), L, f"post_w_{q}") for q in range(Q)]
+        A = 2 + L                           # stage of the conv result (alu)
+        V = A + L + 1                       # batch-norm result
+        S = V + 1                           # segment found
+        D = S + 1                           # (v − x_start), y_mul, shift, bias
+        U = D + L + 1                       # activation byte
+        for n in range(2 + L, U + 1):
+            stage(f"p{n}")
+        p_u = []
+        for q in range(Q):
+            alu = Signal(signed(ACC_BITS), name=f"post_alu_{q}")
+            mp.d.sync += alu.eq((acc_v[q] + x_term + w_v[q] + add_term)[:ACC_BITS].as_signed())
+            # (alu · mul) >> shift wraps to ACC_BITS: product bits above ACC_BITS + 14 (the
+            # largest shift, 15, plus the result) cannot reach it.
+            bn_prod = wide_mul(f"bn_mul_{q}", alu, lane(bn_mul, ms[A].g, q))[:ACC_BITS + 15]
+            shift = delayed(lane(bn_shift, ms[A].g, q), L, f"post_bn_shift_{q}")
+            add = delayed(lane(bn_add, ms[A].g, q), L, f"post_bn_add_{q}")
+            v = Signal(signed(ACC_BITS), name=f"post_v_{q}")
+            mp.d.sync += v.eq(((bn_prod >> shift) + add)[:ACC_BITS].as_signed())
+            v_s = Signal(signed(ACC_BITS), name=f"post_v_s_{q}")
+            above = Signal(SEGMENTS, name=f"post_above_{q}")
+            mp.d.sync += [v_s.eq(v)]
+            mp.d.sync += [above[s].eq(v > xs[s]) for s in range(SEGMENTS)]
+            idx = Signal(4, name=f"post_segment_{q}")
+            for s in range(SEGMENTS):       # the last segment whose x_start < v; 0 if none
+                with mp.If(above[s]):
+                    mp.d.comb += idx.eq(s)
+            dv = Signal(signed(ACC_BITS + 1), name=f"post_dv_{q}")
+            y_mul = Signal(signed(16), name=f"post_y_mul_{q}")
+            sh = Signal(6, name=f"post_act_shift_{q}")
+            bias = Signal(8, name=f"post_bias_{q}")
+            mp.d.sync += [dv.eq(v_s - xs[idx]), y_mul.eq(ym[idx]), sh.eq(ash[idx]),
+                          bias.eq(abias[idx])]
+            t = wide_mul(f"act_mul_{q}", dv, y_mul)
+            u = Signal(8, name=f"post_u_{q}")
+            mp.d.sync += u.eq(self._round_clamp(mp, t, delayed(sh, L, f"post_act_shift_{q}"),
+                                                delayed(bias, L, f"post_bias_{q}"), q))
+            p_u.append(u)
+        mu = ms[U]
+
+        # Pool Q0 (stage U: meta mu, activation bytes p_u): horizontal combine, pick, or bypass;
+        # issue the row-buffer read.
         is_max = (pool == _Pool.MAX_2_S2) | (pool == _Pool.MAX_4_S4) | (pool == _Pool.MAX_2_S1)
         block2 = (pool == _Pool.MAX_2_S2) | (pool == _Pool.MEAN_2_S2)
         block4 = (pool == _Pool.MAX_4_S4) | (pool == _Pool.MEAN_4_S4)
@@ -953,8 +1008,8 @@ class KpuEngine(wiring.Component):
         o_oy = Signal(10)
         o_byte = [Signal(8, name=f"o_byte_{q}") for q in range(Q)]
         mp.d.sync += [q_valid.eq(0), o_valid.eq(0)]
-        xq = m9.x
-        yq = m9.y
+        xq = mu.x
+        yq = mu.y
 
         def out(ox, oy, values, g, lanes):
             mp.d.sync += [o_valid.eq(1), o_g.eq(g), o_lanes.eq(lanes), o_ox.eq(ox),
@@ -962,37 +1017,37 @@ class KpuEngine(wiring.Component):
             mp.d.sync += [o_byte[q].eq(values[q]) for q in range(Q)]
 
         def h_token(ox, values, ypad):
-            mp.d.sync += [q_valid.eq(1), q_g.eq(m9.g), q_lanes.eq(m9.lanes), q_ox.eq(ox),
+            mp.d.sync += [q_valid.eq(1), q_g.eq(mu.g), q_lanes.eq(mu.lanes), q_ox.eq(ox),
                           q_y.eq(yq), q_ypad.eq(ypad)]
             mp.d.sync += [q_h[q].eq(values[q]) for q in range(Q)]
-            mp.d.comb += pbuf_rd.addr.eq(m9.g * WMAX + ox)
+            mp.d.comb += pbuf_rd.addr.eq(mu.g * WMAX + ox)
 
-        with mp.If(m9.kind.valid):
+        with mp.If(mu.kind.valid):
             with mp.Switch(pool):
                 with mp.Case(_Pool.BYPASS):
-                    out(xq, yq, p9_u, m9.g, m9.lanes)
+                    out(xq, yq, p_u, mu.g, mu.lanes)
                 with mp.Case(_Pool.LEFT_TOP_2_S2, _Pool.RIGHT_TOP_2_S2, _Pool.LEFT_TOP_4_S4):
                     sh = Mux(pool == _Pool.LEFT_TOP_4_S4, 2, 1)
                     kmask = Mux(pool == _Pool.LEFT_TOP_4_S4, 3, 1)
                     want_x = Mux(pool == _Pool.RIGHT_TOP_2_S2, 1, 0)
                     with mp.If(((xq & kmask) == want_x) & ((yq & kmask) == 0)
                                & ((xq >> sh) < OW) & ((yq >> sh) < OH)):
-                        out(xq >> sh, yq >> sh, p9_u, m9.g, m9.lanes)
+                        out(xq >> sh, yq >> sh, p_u, mu.g, mu.lanes)
                 with mp.Case(_Pool.MAX_2_S2, _Pool.MEAN_2_S2, _Pool.MAX_4_S4, _Pool.MEAN_4_S4):
                     kmask = Mux(block4, 3, 1)
                     sh = Mux(block4, 2, 1)
-                    new_h = [Mux((xq & kmask) == 0, p9_u[q], op(hacc[q], p9_u[q]))
+                    new_h = [Mux((xq & kmask) == 0, p_u[q], op(hacc[q], p_u[q]))
                              for q in range(Q)]
                     mp.d.sync += [hacc[q].eq(new_h[q]) for q in range(Q)]
                     with mp.If((xq & kmask) == kmask):
                         h_token(xq >> sh, new_h, 0)
                 with mp.Case(_Pool.MEAN_2_S1, _Pool.MAX_2_S1):
-                    with mp.If(m9.kind.ypad):
+                    with mp.If(mu.kind.ypad):
                         h_token(xq, [0] * Q, 1)
                     with mp.Else():
-                        cur = [Mux(m9.kind.xpad, Mux(is_max, 0, prev_u[q]), p9_u[q])
+                        cur = [Mux(mu.kind.xpad, Mux(is_max, 0, prev_u[q]), p_u[q])
                                for q in range(Q)]
-                        mp.d.sync += [prev_u[q].eq(p9_u[q]) for q in range(Q)]
+                        mp.d.sync += [prev_u[q].eq(p_u[q]) for q in range(Q)]
                         with mp.If(xq != 0):
                             h_token(xq - 1, [op(prev_u[q], cur[q]) for q in range(Q)], 0)
 

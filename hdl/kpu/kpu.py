@@ -30,8 +30,8 @@ from amaranth.lib.wiring import In, Out
 from .engine import WEIGHT_WORD_BYTES, KpuEngine
 from .featuremap import LINE_BYTES
 from .layouts import DESCRIPTOR_WORDS, REASON_BITS, WORD_BITS
-from .mac import _platform_family
 from .spram import SPRAM_COUNT, SPRAM_DEPTH, SPRAM_WIDTH, Ice40Spram
+from .widemul import platform_family
 
 #: KPU RAM word of the single-port (SPRAM) RAM: every SPRAM of an iCE40UP5K side by side.
 SPRAM_WORD_BYTES = SPRAM_COUNT * SPRAM_WIDTH // 8
@@ -95,7 +95,7 @@ class Kpu(wiring.Component):
         SB_SPRAM256KA primitives with an iCE40 platform (Yosys does not infer SPRAM from a
         memory), its behavioural twin otherwise; at most 128 KiB in words of 8 bytes. After a
         host write, ``ram.r_data`` is undefined until the next cycle without a write.
-    ram_word_bytes, lanes, post_lanes, max_width, max_entries, platform
+    ram_word_bytes, lanes, post_lanes, max_width, max_entries, platform, dsp_budget
         See :class:`.engine.KpuEngine`.
 
     Members
@@ -118,7 +118,7 @@ class Kpu(wiring.Component):
     """
     def __init__(self, *, ram_bytes=64 * 1024, weight_bytes=16 * 1024, fifo_layers=2,
                  ram_word_bytes=16, lanes=2, post_lanes=1, max_width=64, max_entries=64,
-                 single_port_ram=False, platform=None):
+                 single_port_ram=False, platform=None, dsp_budget=None):
         try:
             if (isinstance(ram_bytes, bool) or not isinstance(ram_bytes, int)
                     or not LINE_BYTES <= ram_bytes <= 2 * 1024 * 1024
@@ -145,7 +145,7 @@ class Kpu(wiring.Component):
                 ram_words=ram_bytes // ram_word_bytes, ram_word_bytes=ram_word_bytes,
                 weight_words=weight_bytes // WEIGHT_WORD_BYTES, lanes=lanes, post_lanes=post_lanes,
                 max_width=max_width, max_entries=max_entries,
-                single_port_ram=single_port_ram, platform=platform)
+                single_port_ram=single_port_ram, platform=platform, dsp_budget=dsp_budget)
         except ValueError:
             self._MustUse__silence = True   # a rejected object is not an unused design
             raise
@@ -158,7 +158,7 @@ class Kpu(wiring.Component):
             # iCE40 SPRAM primitives on an iCE40 platform, their behavioural twin otherwise.
             self._spram = Ice40Spram(
                 ram_bytes // ram_word_bytes, ram_word_bytes,
-                platform=platform if _platform_family(platform) == "ice40" else None)
+                platform=platform if platform_family(platform) == "ice40" else None)
             self.ram_memory = self._spram.memory
         else:
             self._spram = None

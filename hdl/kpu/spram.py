@@ -9,7 +9,7 @@ from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .mac import _platform_family
+from .widemul import platform_family
 
 __all__ = ["SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAM_COUNT", "Ice40Spram"]
 
@@ -93,11 +93,7 @@ class Ice40Spram(wiring.Component):
             raise ValueError(f"iCE40 SPRAM word must be {', '.join(map(str, widths[:-1]))} or "
                              f"{widths[-1]} bytes (1 to {SPRAM_COUNT} SB_SPRAM256KA side by "
                              f"side), not {word_bytes!r}")
-        try:
-            family = _platform_family(platform)
-        except ValueError:
-            family = "other"
-        if family not in (None, "ice40"):
+        if platform is not None and platform_family(platform) != "ice40":
             raise ValueError(f"Platform {platform!r} is not iCE40; pass platform=None for the "
                              f"behavioural memory")
 

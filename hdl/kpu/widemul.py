@@ -10,13 +10,14 @@ wide post-processing product, so on a full device the post-processing multiplier
 DSPs and some MAC products in logic (:class:`.mac.MacArray`'s ``dsp_products``).
 """
 
-from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Shape, Signal
+from amaranth.hdl import (ClockSignal, EnableInserter, Instance, Module, ResetSignal, Shape,
+                          Signal)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import checking
 
-__all__ = ["LIMB_BITS", "LOGIC_LIMB_BITS", "LATENCY", "platform_family", "limbs",
+__all__ = ["LIMB_BITS", "LOGIC_LIMB_BITS", "LATENCY", "platform_family", "limbs", "dsp_count",
            "Ecp5Mult18x18D", "WideMul"]
 
 #: Operand bits of one MULT18X18D.
@@ -63,6 +64,17 @@ def limbs(shape):
     return result
 
 
+def _limb_pairs(a_shape, b_shape):
+    """Every ``(a limb, b limb, in_dsp)``: the pieces of an ``a × b`` product on ECP5."""
+    return [(la, lb, min(la[1], lb[1]) > LOGIC_LIMB_BITS)
+            for la in limbs(a_shape) for lb in limbs(b_shape)]
+
+
+def dsp_count(a_shape, b_shape):
+    """MULT18X18D primitives a :class:`WideMul` of these operand shapes takes on ECP5."""
+    return sum(in_dsp for _, _, in_dsp in _limb_pairs(Shape.cast(a_shape), Shape.cast(b_shape)))
+
+
 class Ecp5Mult18x18D(wiring.Component):
     """One ECP5 MULT18X18D: ``p = a × b``, registered in the primitive's output register.
 
@@ -84,11 +96,14 @@ class Ecp5Mult18x18D(wiring.Component):
     -------
     a : In(18)
     b : In(18)
+    ce : In(1, init=1)
+        Clock enable of the output register (``CE0``): 0 holds ``p``.
     p : Out(36)
         The product of the previous cycle's ``a`` and ``b``; read it with :meth:`product`.
     """
     a: In(LIMB_BITS)
     b: In(LIMB_BITS)
+    ce: In(1, init=1)
     p: Out(2 * LIMB_BITS)
 
     def __init__(self, *, signed_a=False, signed_b=False, simulate=False):
@@ -114,7 +129,8 @@ class Ecp5Mult18x18D(wiring.Component):
         if self._simulate:
             a = self.a.as_signed() if self._signed_a else self.a
             b = self.b.as_signed() if self._signed_b else self.b
-            m.d.sync += self.p.eq(a * b)
+            with m.If(self.ce):
+                m.d.sync += self.p.eq(a * b)
             return m
         m.submodules.mult = Instance(
             "MULT18X18D",
@@ -123,7 +139,7 @@ class Ecp5Mult18x18D(wiring.Component):
             p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED", p_CLK2_DIV="ENABLED",
             p_CLK3_DIV="ENABLED", p_GSR="DISABLED", p_SOURCEB_MODE="B_SHIFT",
             p_RESETMODE="SYNC",
-            i_CLK0=ClockSignal(), i_CE0=1, i_RST0=ResetSignal(),
+            i_CLK0=ClockSignal(), i_CE0=self.ce, i_RST0=ResetSignal(),
             i_SIGNEDA=int(self._signed_a), i_SIGNEDB=int(self._signed_b),
             i_SOURCEA=0, i_SOURCEB=0,
             **{f"i_A{i}": self.a[i] for i in range(LIMB_BITS)},
@@ -158,6 +174,10 @@ class WideMul(wiring.Component):
     -------
     a : In(a_shape)
     b : In(b_shape)
+    en : In(1, init=1)
+        Pipeline enable: 0 holds every register, the primitives' included (so a multiplier in
+        a pipeline that stalls under an ``EnableInserter`` must get the same enable here: the
+        inserter cannot reach into a primitive).
     p : Out(width a + width b, signed if either operand is)
         ``a × b`` of the inputs :data:`LATENCY` cycles earlier; one new product every cycle.
         The width always holds the exact product (no overflow).
@@ -178,26 +198,24 @@ class WideMul(wiring.Component):
         self._ecp5 = platform_family(platform) == "ecp5"
         self._sim_primitives = sim_primitives
         p_shape = Shape(a_shape.width + b_shape.width, a_shape.signed or b_shape.signed)
-        super().__init__({"a": In(a_shape), "b": In(b_shape), "p": Out(p_shape)})
+        super().__init__({"a": In(a_shape), "b": In(b_shape), "en": In(1, init=1),
+                          "p": Out(p_shape)})
 
     @property
     def dsp_count(self):
         """MULT18X18D primitives this multiplier uses (0 unless on ECP5)."""
-        if not self._ecp5:
-            return 0
-        return sum(in_dsp for _, _, in_dsp in self._limb_pairs())
+        return dsp_count(self.a.shape(), self.b.shape()) if self._ecp5 else 0
 
     def _limb_pairs(self):
-        """Every ``(a limb, b limb, in_dsp)``: the pieces of the product on ECP5."""
-        return [(la, lb, min(la[1], lb[1]) > LOGIC_LIMB_BITS)
-                for la in limbs(self.a.shape()) for lb in limbs(self.b.shape())]
+        return _limb_pairs(self.a.shape(), self.b.shape())
 
     def elaborate(self, platform):
         m = Module()
         if not self._ecp5:
             product = Signal(self.p.shape())
             m.d.sync += [product.eq(self.a * self.b), self.p.eq(product)]
-            return m
+            return EnableInserter(self.en)(m)
+        dsps = Module()
         partials = []
         for (a_lsb, a_width, a_signed), (b_lsb, b_width, b_signed), in_dsp in self._limb_pairs():
             a_limb = self.a[a_lsb:a_lsb + a_width]
@@ -207,10 +225,12 @@ class WideMul(wiring.Component):
             if in_dsp:
                 mul = Ecp5Mult18x18D(signed_a=a_signed, signed_b=b_signed,
                                      simulate=self._sim_primitives)
-                m.submodules[f"mul_a{a_lsb}_b{b_lsb}"] = mul
+                # Outside the EnableInserter below: the primitive is held by its own CE (and
+                # so is its simulation twin, so the tests see a CE that is not wired).
+                dsps.submodules[f"mul_a{a_lsb}_b{b_lsb}"] = mul
                 # .eq() extends by the source's signedness: a signed top limb is sign-extended
                 # to 18 bits, as the primitive expects with SIGNEDx = 1.
-                m.d.comb += [mul.a.eq(a_limb), mul.b.eq(b_limb)]
+                m.d.comb += [mul.a.eq(a_limb), mul.b.eq(b_limb), mul.ce.eq(self.en)]
                 partial = mul.product()
             else:
                 partial = Signal(Shape(a_width + b_width, a_signed or b_signed),
@@ -220,4 +240,5 @@ class WideMul(wiring.Component):
         # The exact product fits p, so the sum truncated to p's width is exact. All partial
         # products are added in one cycle (4 terms for 36×24): pipeline here if timing fails.
         m.d.sync += self.p.eq(sum(partials))
-        return m
+        dsps.submodules.logic = EnableInserter(self.en)(m)
+        return dsps
