@@ -4,8 +4,8 @@
 register bus (the ``LAYER_FIFO`` register, 12 words each), waits for every layer to finish or be
 rejected, and returns the RAM afterwards with what happened to each layer and which RAM words
 the engine read. Memories are loaded and read back through the simulator
-(``ctx.set``/``ctx.get`` on the memory rows) to keep tests fast; :func:`write_memory_words`
-shows the host-port path for the tests of that port.
+(``ctx.set``/``ctx.get`` on the memory rows) to keep tests fast; the host ports themselves are
+exercised by their own test in ``tests/test_kpu_engine.py``.
 """
 
 from collections import Counter

@@ -81,7 +81,7 @@ class KpuEngine(wiring.Component):
         behavioural multipliers otherwise.
     dsp_budget : int or None
         ECP5 only: MULT18X18D the engine may use. The post-processing products take theirs
-        first (:attr:`post_dsps`: a DSP there replaces about 200 partial-product bits of
+        first (:meth:`post_dsps_of`: a DSP there replaces about 200 partial-product bits of
         logic, in a MAC product only 64), the MAC array gets the rest and builds its other
         products in logic. ``None``: every MAC product in a DSP.
 
@@ -197,9 +197,10 @@ class KpuEngine(wiring.Component):
         """MULT18X18D of the post pipeline on ECP5: the x term's product, and per post lane the
         batch-norm and activation products."""
         x_sum_bits = (max_entries * TAPS * 255).bit_length()
-        return (dsp_count(DescriptorLayout["arg_x"].shape, unsigned(x_sum_bits))
-                + post_lanes * (dsp_count(signed(ACC_BITS), BatchNormLayout["mul"].shape)
-                                + dsp_count(signed(ACC_BITS + 1), ActSegmentLayout["y_mul"].shape)))
+        x_term = dsp_count(DescriptorLayout["arg_x"].shape, unsigned(x_sum_bits))
+        batchnorm = dsp_count(signed(ACC_BITS), BatchNormLayout["mul"].shape)
+        activation = dsp_count(signed(ACC_BITS + 1), ActSegmentLayout["y_mul"].shape)
+        return x_term + post_lanes * (batchnorm + activation)
 
     @property
     def acc_bits(self):
@@ -911,7 +912,9 @@ class KpuEngine(wiring.Component):
             """Element ``g·Q + q`` of a per-lane Array."""
             return Array(array[gg * Q + q] for gg in range(NG))[g]
 
-        # P1: the memories answer. P2: conv-argument terms.
+        # Stages of one output (``ms[n]`` holds the meta of stage n): 1 the accumulator and Σx
+        # memories answer; 1 + L the x term's product; A the conv result; V batch-norm; S the
+        # segment; D the segment's values; U the activation byte. L = a WideMul's latency.
         L = WIDE_LATENCY
 
         def delayed(value, cycles, name):
@@ -930,12 +933,10 @@ class KpuEngine(wiring.Component):
             mp.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.en.eq(~stall)]
             return mul.p
 
-        # Stage 1: the memories answer; the x term's product starts.
         for n in range(1, 2 + L):
             stage(f"p{n}")
         ms = stages
         x_prod = wide_mul("x_mul", d.arg_x, xsum_post.data)
-        # Stage 1 + L: conv-argument terms summed (registered at 2 + L).
         x_term = Signal(signed(48))
         mp.d.comb += x_term.eq(x_prod >> d.shr_x)
         acc_v = [delayed(lane(acc_post.data, ms[1].g, q), L, f"post_acc_{q}") for q in range(Q)]
