@@ -37,11 +37,12 @@ def run(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    engine = MinerEngine(**params)
     print(f"nangua demo: SHA-256d miner, unroll {args.unroll}, {args.cores} core(s), "
-          f"{MinerEngine(**params).nonces_per_clock:g} nonces/clock")
+          f"{engine.nonces_per_clock:g} nonces/clock")
     started = time.monotonic()
     verilog_path = out / "nangua_miner.v"
-    text = verilog.convert(MinerEngine(**params), name="nangua_miner", emit_src=False)
+    text = verilog.convert(engine, name="nangua_miner", emit_src=False)
     verilog_path.write_text(text)
     print(f"1. Verilog: {verilog_path} ({len(text.splitlines()):,} lines, "
           f"{time.monotonic() - started:.1f} s)")
