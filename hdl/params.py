@@ -1,8 +1,8 @@
-"""Parameter checking for components."""
+"""Parameter checking for components, and the FPGA family a platform parameter names."""
 
 from contextlib import contextmanager
 
-__all__ = ["checking"]
+__all__ = ["checking", "platform_family"]
 
 
 @contextmanager
@@ -18,3 +18,18 @@ def checking(component):
     except ValueError:
         component._MustUse__silence = True
         raise
+
+
+def platform_family(platform):
+    """``"ice40"``, ``"ecp5"`` or ``None`` for a platform object or a family name; ``None`` also
+    for ``platform=None`` and for platforms of any other family."""
+    if platform is None:
+        return None
+    if isinstance(platform, str):
+        family = platform
+    else:
+        family = getattr(platform, "family", None) or type(platform).__name__
+    for name in ("ice40", "ecp5"):
+        if name in str(family).lower():
+            return name
+    return None

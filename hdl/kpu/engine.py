@@ -20,6 +20,7 @@ from amaranth.hdl import (Array, Cat, Const, EnableInserter, Module, Mux, Signal
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..params import platform_family
 from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType
 from .featuremap import LINE_BYTES
 from .layouts import (ActSegmentLayout, BatchNormLayout, DescriptorLayout, GatewareReason,
@@ -27,7 +28,7 @@ from .layouts import (ActSegmentLayout, BatchNormLayout, DescriptorLayout, Gatew
 from .mac import LATENCY as MAC_LATENCY
 from .mac import TAPS, MacArray
 from .widemul import LATENCY as WIDE_LATENCY
-from .widemul import WideMul, dsp_count, platform_family
+from .widemul import WideMul, dsp_count
 
 __all__ = ["KpuEngine"]
 
@@ -43,6 +44,16 @@ SEGMENTS = 16
 
 #: ``pool_type`` as a signal shape, with the members of the one definition, ``PoolType``.
 _Pool = enum.Enum("Pool", {member.name: member.value for member in PoolType})
+
+
+def _x_sum_bits(max_entries):
+    """Bits of Σ x over the ``max_entries × 9`` taps of one output."""
+    return (max_entries * TAPS * 255).bit_length()
+
+
+def _next_slot(slot):
+    """The accumulator row after ``slot`` in the ring of :data:`ACC_ROWS`."""
+    return Mux(slot == ACC_ROWS - 1, 0, slot + 1)
 
 
 def _check_int(name, value, low, high):
@@ -130,9 +141,9 @@ class KpuEngine(wiring.Component):
             self._ecp5 = platform_family(platform) == "ecp5"
             self._mac_dsps = None
             if dsp_budget is not None and self._ecp5:
-                _check_int("DSP budget", dsp_budget, self.post_dsps_of(post_lanes, max_entries),
-                           self.post_dsps_of(post_lanes, max_entries) + TAPS * lanes)
-                self._mac_dsps = dsp_budget - self.post_dsps_of(post_lanes, max_entries)
+                post_dsps = self.post_dsps_of(post_lanes, max_entries)
+                _check_int("DSP budget", dsp_budget, post_dsps, post_dsps + TAPS * lanes)
+                self._mac_dsps = dsp_budget - post_dsps
         except ValueError:
             self._MustUse__silence = True   # a rejected object is not an unused design
             raise
@@ -196,8 +207,7 @@ class KpuEngine(wiring.Component):
     def post_dsps_of(post_lanes, max_entries):
         """MULT18X18D of the post pipeline on ECP5: the x term's product, and per post lane the
         batch-norm and activation products."""
-        x_sum_bits = (max_entries * TAPS * 255).bit_length()
-        x_term = dsp_count(DescriptorLayout["arg_x"].shape, unsigned(x_sum_bits))
+        x_term = dsp_count(DescriptorLayout["arg_x"].shape, unsigned(_x_sum_bits(max_entries)))
         batchnorm = dsp_count(signed(ACC_BITS), BatchNormLayout["mul"].shape)
         activation = dsp_count(signed(ACC_BITS + 1), ActSegmentLayout["y_mul"].shape)
         return x_term + post_lanes * (batchnorm + activation)
@@ -210,7 +220,7 @@ class KpuEngine(wiring.Component):
     @property
     def x_sum_bits(self):
         """Bits of Σ x over the ``max_entries × 9`` taps of one output."""
-        return (self._max_entries * TAPS * 255).bit_length()
+        return _x_sum_bits(self._max_entries)
 
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):
@@ -509,7 +519,7 @@ class KpuEngine(wiring.Component):
                             m.d.sync += feeding.eq(0)
                         with m.Else():
                             m.d.sync += [fy.eq(fy + 1), fr.eq(first_request(fy + 1)),
-                                         fslot.eq(Mux(fslot == ACC_ROWS - 1, 0, fslot + 1))]
+                                         fslot.eq(_next_slot(fslot))]
                     with m.Else():
                         m.d.sync += fe.eq(fe + 1)
                 with m.Else():
@@ -523,7 +533,6 @@ class KpuEngine(wiring.Component):
             m.d.sync += fill[b_r].eq(new_row)
             with m.If(b_last):
                 m.d.sync += fill_state.eq(2)
-        # Rows a 3×3 sweep does not use must not disturb the window: keep them at 0.
 
         # 3×3 line buffer: the block's last request reads its slot (rows fy−1, fy) and, a cycle
         # later, fills rows 0 and 1 from it and writes back rows fy, fy+1 for the next output
@@ -577,6 +586,7 @@ class KpuEngine(wiring.Component):
         s1_meta = Signal(ColMeta)
         x_pos = x_meta.k * B + cx
         m.d.sync += [s1_valid.eq(emitting), s1_flush.eq(flush_pending)]
+        # Rows a 3×3 sweep does not use must not disturb the window: keep them at 0.
         m.d.sync += [s1_col[r].eq(Mux(k3 & (r >= 3), 0, xbuf[r].word_select(cx, 8)))
                      for r in range(R_MAX)]
         m.d.sync += [s1_meta.x.eq(x_pos), s1_meta.slot.eq(x_meta.slot), s1_meta.e.eq(x_meta.e),
@@ -894,7 +904,7 @@ class KpuEngine(wiring.Component):
                         mp.d.sync += posting.eq(0)
                     with mp.Else():
                         mp.d.sync += [py.eq(py + 1),
-                                      pslot.eq(Mux(pslot == ACC_ROWS - 1, 0, pslot + 1))]
+                                      pslot.eq(_next_slot(pslot))]
                 with mp.Else():
                     mp.d.sync += pg.eq(pg + 1)
             with mp.Else():
@@ -912,7 +922,7 @@ class KpuEngine(wiring.Component):
             """Element ``g·Q + q`` of a per-lane Array."""
             return Array(array[gg * Q + q] for gg in range(NG))[g]
 
-        # Stages of one output (``ms[n]`` holds the meta of stage n): 1 the accumulator and Σx
+        # Stages of one output (``stages[n]`` holds the meta of stage n): 1 the accumulator and Σx
         # memories answer; 1 + L the x term's product; A the conv result; V batch-norm; S the
         # segment; D the segment's values; U the activation byte. L = a WideMul's latency.
         L = WIDE_LATENCY
@@ -935,12 +945,11 @@ class KpuEngine(wiring.Component):
 
         for n in range(1, 2 + L):
             stage(f"p{n}")
-        ms = stages
         x_prod = wide_mul("x_mul", d.arg_x, xsum_post.data)
         x_term = Signal(signed(48))
         mp.d.comb += x_term.eq(x_prod >> d.shr_x)
-        acc_v = [delayed(lane(acc_post.data, ms[1].g, q), L, f"post_acc_{q}") for q in range(Q)]
-        w_v = [delayed(lane(w_term, ms[1].g, q), L, f"post_w_{q}") for q in range(Q)]
+        acc_v = [delayed(lane(acc_post.data, stages[1].g, q), L, f"post_acc_{q}") for q in range(Q)]
+        w_v = [delayed(lane(w_term, stages[1].g, q), L, f"post_w_{q}") for q in range(Q)]
         A = 2 + L                           # stage of the conv result (alu)
         V = A + L + 1                       # batch-norm result
         S = V + 1                           # segment found
@@ -954,9 +963,9 @@ class KpuEngine(wiring.Component):
             mp.d.sync += alu.eq((acc_v[q] + x_term + w_v[q] + add_term)[:ACC_BITS].as_signed())
             # (alu · mul) >> shift wraps to ACC_BITS: product bits above ACC_BITS + 14 (the
             # largest shift, 15, plus the result) cannot reach it.
-            bn_prod = wide_mul(f"bn_mul_{q}", alu, lane(bn_mul, ms[A].g, q))[:ACC_BITS + 15]
-            shift = delayed(lane(bn_shift, ms[A].g, q), L, f"post_bn_shift_{q}")
-            add = delayed(lane(bn_add, ms[A].g, q), L, f"post_bn_add_{q}")
+            bn_prod = wide_mul(f"bn_mul_{q}", alu, lane(bn_mul, stages[A].g, q))[:ACC_BITS + 15]
+            shift = delayed(lane(bn_shift, stages[A].g, q), L, f"post_bn_shift_{q}")
+            add = delayed(lane(bn_add, stages[A].g, q), L, f"post_bn_add_{q}")
             v = Signal(signed(ACC_BITS), name=f"post_v_{q}")
             mp.d.sync += v.eq(((bn_prod >> shift) + add)[:ACC_BITS].as_signed())
             v_s = Signal(signed(ACC_BITS), name=f"post_v_s_{q}")
@@ -978,7 +987,7 @@ class KpuEngine(wiring.Component):
             mp.d.sync += u.eq(self._round_clamp(mp, t, delayed(sh, L, f"post_act_shift_{q}"),
                                                 delayed(bias, L, f"post_bias_{q}"), q))
             p_u.append(u)
-        mu = ms[U]
+        mu = stages[U]
 
         # Pool Q0 (stage U: meta mu, activation bytes p_u): horizontal combine, pick, or bypass;
         # issue the row-buffer read.

@@ -30,8 +30,8 @@ from amaranth.lib.wiring import In, Out
 from .engine import WEIGHT_WORD_BYTES, KpuEngine
 from .featuremap import LINE_BYTES
 from .layouts import DESCRIPTOR_WORDS, REASON_BITS, WORD_BITS
+from ..params import platform_family
 from .spram import SPRAM_COUNT, SPRAM_DEPTH, SPRAM_WIDTH, Ice40Spram
-from .widemul import platform_family
 
 #: KPU RAM word of the single-port (SPRAM) RAM: every SPRAM of an iCE40UP5K side by side.
 SPRAM_WORD_BYTES = SPRAM_COUNT * SPRAM_WIDTH // 8

@@ -12,7 +12,8 @@ from amaranth.hdl import Cat, ClockSignal, Elaboratable, Instance, Module, Signa
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .widemul import Ecp5Mult18x18D, platform_family
+from ..params import platform_family
+from .widemul import Ecp5Mult18x18D
 
 __all__ = ["TAPS", "PRODUCT_BITS", "LANE_SUM_BITS", "TAP_SUM_BITS", "MacArray"]
 

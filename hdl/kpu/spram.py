@@ -9,7 +9,7 @@ from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .widemul import platform_family
+from ..params import platform_family
 
 __all__ = ["SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAM_COUNT", "Ice40Spram"]
 

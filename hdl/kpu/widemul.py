@@ -15,10 +15,10 @@ from amaranth.hdl import (ClockSignal, EnableInserter, Instance, Module, ResetSi
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..params import checking
+from ..params import checking, platform_family
 
-__all__ = ["LIMB_BITS", "LOGIC_LIMB_BITS", "LATENCY", "platform_family", "limbs", "dsp_count",
-           "Ecp5Mult18x18D", "WideMul"]
+__all__ = ["LIMB_BITS", "LOGIC_LIMB_BITS", "LATENCY", "limbs", "dsp_count", "Ecp5Mult18x18D",
+           "WideMul"]
 
 #: Operand bits of one MULT18X18D.
 LIMB_BITS = 18
@@ -30,21 +30,6 @@ LOGIC_LIMB_BITS = 2
 #: Clock cycles from ``a``/``b`` to ``p`` of every :class:`WideMul` (DSP output register, then
 #: the registered sum of the partial products; the behavioural form has the same two stages).
 LATENCY = 2
-
-
-def platform_family(platform):
-    """``"ice40"``, ``"ecp5"`` or ``None`` for a platform object or a family name; ``None`` also
-    for ``platform=None`` and for platforms of any other family."""
-    if platform is None:
-        return None
-    if isinstance(platform, str):
-        family = platform
-    else:
-        family = getattr(platform, "family", None) or type(platform).__name__
-    for name in ("ice40", "ecp5"):
-        if name in str(family).lower():
-            return name
-    return None
 
 
 def limbs(shape):
@@ -206,9 +191,6 @@ class WideMul(wiring.Component):
         """MULT18X18D primitives this multiplier uses (0 unless on ECP5)."""
         return dsp_count(self.a.shape(), self.b.shape()) if self._ecp5 else 0
 
-    def _limb_pairs(self):
-        return _limb_pairs(self.a.shape(), self.b.shape())
-
     def elaborate(self, platform):
         m = Module()
         if not self._ecp5:
@@ -217,7 +199,8 @@ class WideMul(wiring.Component):
             return EnableInserter(self.en)(m)
         dsps = Module()
         partials = []
-        for (a_lsb, a_width, a_signed), (b_lsb, b_width, b_signed), in_dsp in self._limb_pairs():
+        pieces = _limb_pairs(self.a.shape(), self.b.shape())
+        for (a_lsb, a_width, a_signed), (b_lsb, b_width, b_signed), in_dsp in pieces:
             a_limb = self.a[a_lsb:a_lsb + a_width]
             b_limb = self.b[b_lsb:b_lsb + b_width]
             a_limb = a_limb.as_signed() if a_signed else a_limb
