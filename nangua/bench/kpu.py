@@ -6,8 +6,8 @@ MACs of the layer and utilisation = MACs / (cycles × MAC units). Cycle counts a
 deterministic. With ``--synth`` YoWASP Yosys also synthesises each configuration; with
 ``--place`` nextpnr places it on its device (:mod:`.place`).
 
-Usage: ``nangua bench kpu [--configs ecp5,ice40] [--layers ...] [--synth] [--place]`` (or
-``python -m nangua.bench.kpu`` with the same options).
+Usage: ``nangua bench kpu [--configs ecp5,ice40] [--layers ...] [--synth] [--place
+[--route]]`` (or ``python -m nangua.bench.kpu`` with the same options).
 """
 
 import argparse
@@ -163,10 +163,15 @@ def add_arguments(parser):
     parser.add_argument("--place", action="store_true",
                         help="also place each configuration with nextpnr on its device, in a "
                              "three-pin harness (slower: does it fit, and at what clock)")
+    parser.add_argument("--route", action="store_true",
+                        help="with --place, also route (a real Fmax; minutes on iCE40, hours "
+                             "on ECP5)")
     parser.add_argument("--report", default=str(REPORT), help=f"JSON report (default {REPORT})")
 
 
 def run(args):
+    if args.route and not args.place:
+        raise ValueError("--route needs --place")
     configs = parse_list(args.configs, CONFIGS, "configuration")
     layers = parse_list(args.layers, LAYERS, "layer")
     report = {"layers": [], "synthesis": {}}
@@ -190,12 +195,14 @@ def run(args):
             family = CONFIGS[config]["platform"]
             result = place(make_kpu(config, simulation=False), family,
                            Path(args.report).parent / f"kpu-place-{config}",
-                           script=SYNTH_SCRIPTS[family])
+                           script=SYNTH_SCRIPTS[family], route=args.route)
             report["placement"][config] = result
             used = ", ".join(f"{bel} {n}/{total} ({n / total:.0%})"
                              for bel, (n, total) in sorted(result["utilisation"].items()))
-            verdict = "placed" if result["fits"] else "DOES NOT FIT"
-            print(f"{config}: {verdict}; {used}; estimated Fmax {result['fmax_mhz']} MHz",
+            verdict = ("DOES NOT FIT" if not result["fits"]
+                       else "placed and routed" if result["routed"] else "placed")
+            estimate = "Fmax" if result["routed"] else "estimated Fmax"
+            print(f"{config}: {verdict}; {used}; {estimate} {result['fmax_mhz']} MHz",
                   flush=True)
     path = Path(args.report)
     path.parent.mkdir(parents=True, exist_ok=True)

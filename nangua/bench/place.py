@@ -4,8 +4,8 @@ A component with hundreds of ports (the KPU's host buses, say) cannot be placed 
 package has a few hundred pins. :class:`PinHarness` feeds every input from one long shift
 register on pin ``si`` and folds every output bit into pin ``so`` (a registered XOR), so that
 no logic can be optimised away and the design needs three pins (``clk``, ``si``, ``so``).
-:func:`place` synthesises the harness and places it with nextpnr (no routing: placement tells
-whether the design fits and gives nextpnr's timing estimate, in a fraction of the time).
+:func:`place` synthesises the harness and places it with nextpnr (by default no routing: placement
+tells whether the design fits and gives nextpnr's timing estimate, in a fraction of the time).
 """
 
 import json
@@ -60,13 +60,16 @@ class PinHarness(wiring.Component):
         return m
 
 
-def place(component, family, workdir, *, script=None, freq_mhz=50, timeout=4 * 3600):
+def place(component, family, workdir, *, script=None, freq_mhz=50, route=False,
+          timeout=4 * 3600):
     """Synthesise ``component`` in a :class:`PinHarness` (:func:`.synth.synthesize`, with
-    ``script`` if given) and place it with nextpnr.
+    ``script`` if given) and place it with nextpnr; with ``route``, route it too (minutes on
+    an iCE40UP5K, hours on a full ECP5-85F).
 
     Returns a dict: ``utilisation`` {bel: [used, available]} (types in use), ``fmax_mhz``
-    (nextpnr's last estimate in its log, after placement; None if it stopped before), ``fits``
-    (placement succeeded), and the seconds Yosys and nextpnr took. Logs stay in ``workdir``.
+    (nextpnr's last estimate in its log: after placement, or after routing with ``route``;
+    None if it stopped before), ``routed``, ``fits`` (nextpnr succeeded), and the seconds Yosys
+    and nextpnr took. Logs stay in ``workdir``.
 
     Raises
     ------
@@ -80,7 +83,8 @@ def place(component, family, workdir, *, script=None, freq_mhz=50, timeout=4 * 3
     started = time.monotonic()
     # Relative paths: the WebAssembly tools cannot see absolute paths under /tmp.
     result = subprocess.run([tool(nextpnr), *device, "--json", "top.json", "--freq",
-                             str(freq_mhz), "--timing-allow-fail", "--no-route",
+                             str(freq_mhz), "--timing-allow-fail",
+                             *([] if route else ["--no-route"]),
                              "--report", "report.json", "--log", "nextpnr.log"],
                             cwd=workdir, capture_output=True, text=True, timeout=timeout)
     report_path = workdir / "report.json"
@@ -91,6 +95,7 @@ def place(component, family, workdir, *, script=None, freq_mhz=50, timeout=4 * 3
         "utilisation": {bel: [n["used"], n["available"]]
                         for bel, n in report.get("utilization", {}).items() if n["used"]},
         "fmax_mhz": float(estimates[-1]) if estimates else None,
+        "routed": route and result.returncode == 0,
         "fits": result.returncode == 0,
         "yosys_seconds": size["seconds"],
         "nextpnr_seconds": round(time.monotonic() - started, 1),
