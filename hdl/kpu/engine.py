@@ -23,8 +23,8 @@ from amaranth.lib.wiring import In, Out
 from ..params import platform_family
 from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType
 from .featuremap import LINE_BYTES
-from .layouts import (ActSegmentLayout, BatchNormLayout, DescriptorLayout, GatewareReason,
-                      REASON_BITS)
+from .layouts import (ActSegmentLayout, BatchNormLayout, DESCRIPTOR_WORDS, DescriptorLayout,
+                      GatewareReason, REASON_BITS, WORD_BITS)
 from .mac import LATENCY as MAC_LATENCY
 from .mac import TAPS, MacArray
 from .widemul import LATENCY as WIDE_LATENCY
@@ -98,8 +98,14 @@ class KpuEngine(wiring.Component):
 
     Members
     -------
-    desc : In(stream.Signature(DescriptorLayout))
-        One layer per transfer; accepted only while idle.
+    desc : In(stream.Signature(WORD_BITS))
+        Descriptor words in order, 12 make a layer; accepted only while idle. The engine keeps
+        the one copy of the descriptor: each word goes straight to its place in it.
+    flush : In(1)
+        Drops the words of a partly received descriptor (a word offered on the same cycle is
+        dropped too); no effect on a layer being checked or run.
+    partial : Out(1)
+        Some, not all, words of a descriptor have been received.
     done : Out(1)
         One-cycle pulse when a layer finishes or is rejected.
     error : Out(1)
@@ -160,7 +166,9 @@ class KpuEngine(wiring.Component):
         ram_addr = max(1, (ram_words - 1).bit_length())
         w_addr = max(1, (weight_words - 1).bit_length())
         super().__init__({
-            "desc": In(stream.Signature(DescriptorLayout)),
+            "desc": In(stream.Signature(WORD_BITS)),
+            "flush": In(1),
+            "partial": Out(1),
             "done": Out(1),
             "error": Out(1),
             "reason": Out(REASON_BITS),
@@ -326,12 +334,24 @@ class KpuEngine(wiring.Component):
         coef_start = Signal()
         coef_done = Signal()
 
+        # Descriptor words go to their place in ``d`` (only the bits of a field are stored).
+        desc_word = Signal(range(DESCRIPTOR_WORDS))
+        m.d.comb += self.partial.eq(desc_word != 0)
+
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 m.d.comb += self.desc.ready.eq(1)
-                with m.If(self.desc.valid):
-                    m.d.sync += d.eq(self.desc.payload)
-                    m.next = "CHECK1"
+                with m.If(self.desc.valid & ~self.flush):
+                    for i in range(DESCRIPTOR_WORDS):
+                        with m.If(desc_word == i):
+                            m.d.sync += d.as_value()[WORD_BITS * i:WORD_BITS * (i + 1)].eq(
+                                self.desc.payload)
+                    m.d.sync += desc_word.eq(desc_word + 1)
+                    with m.If(desc_word == DESCRIPTOR_WORDS - 1):
+                        m.d.sync += desc_word.eq(0)
+                        m.next = "CHECK1"
+                with m.If(self.flush):
+                    m.d.sync += desc_word.eq(0)
             with m.State("CHECK1"):
                 m.d.comb += self.busy.eq(1)
                 m.next = "CHECK2"

@@ -275,22 +275,15 @@ class Kpu(wiring.Component):
             with m.Default():
                 m.d.sync += self.bus.r_data.eq(0)
 
-        # Descriptor assembly: 12 FIFO words into one engine transfer. FIFO_CTRL bit 0 drops
-        # the partial descriptor and drains every queued word.
-        words = Signal(DESCRIPTOR_WORDS * WORD_BITS)
-        count = Signal(range(DESCRIPTOR_WORDS + 1))
-        full = Signal()
-        m.d.comb += [full.eq(count == DESCRIPTOR_WORDS),
-                     pending.eq(busy | (count != 0) | desc_fifo.r_rdy),
-                     desc_fifo.r_en.eq(~full | draining),
-                     engine.desc.valid.eq(full & ~draining), engine.desc.payload.eq(words)]
-        with m.If(desc_fifo.r_rdy & ~full & ~draining):
-            m.d.sync += [words.eq(Cat(words[WORD_BITS:], desc_fifo.r_data)),
-                         count.eq(count + 1)]
-        with m.If(engine.desc.valid & engine.desc.ready):
-            m.d.sync += count.eq(0)
+        # Descriptor words go from the FIFO straight to the engine, which keeps the one copy.
+        # FIFO_CTRL bit 0 drops the engine's partial descriptor and drains every queued word.
+        m.d.comb += [pending.eq(busy | engine.partial | desc_fifo.r_rdy),
+                     engine.flush.eq(flush),
+                     engine.desc.valid.eq(desc_fifo.r_rdy & ~draining),
+                     engine.desc.payload.eq(desc_fifo.r_data),
+                     desc_fifo.r_en.eq(engine.desc.ready | draining)]
         with m.If(flush):
-            m.d.sync += [draining.eq(1), count.eq(0)]
+            m.d.sync += draining.eq(1)
         with m.Elif(draining & ~desc_fifo.r_rdy):
             m.d.sync += draining.eq(0)
         return m
