@@ -322,17 +322,22 @@ class KpuEngine(wiring.Component):
         xsum_post = xsum.read_port()
 
         # ---- control FSM ------------------------------------------------------------------
+        layer_start = Signal()              # pulse: a checked layer begins (before its groups)
         run_start = Signal()                # pulse: a group's compute begins
         group_done = Signal()               # compute and post of the group have drained
         w_addr = Signal(32)                 # weight memory word address being read
+        w_read = Signal()                   # a weight memory word is read this cycle
         w_count = Signal(range(max(P, SEGMENTS + 2) + 1))
         w_arrive = Signal()                 # the read issued last cycle returns this cycle
         w_index = Signal.like(w_count)
         m.d.sync += [w_arrive.eq(0), self.done.eq(0)]
-        m.d.comb += [self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(1)]
+        m.d.comb += [self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(w_read)]
         # Coefficient loader state.
         coef_start = Signal()
         coef_done = Signal()
+        # The side tables (activation table, batch-norm entries) of a group.
+        tables_start = Signal()
+        tables_done = Signal()
 
         # Descriptor words go to their place in ``d`` (only the bits of a field are stored).
         desc_word = Signal(range(DESCRIPTOR_WORDS))
@@ -366,11 +371,25 @@ class KpuEngine(wiring.Component):
                                  self.int_en.eq(d.int_en)]
                     m.next = "IDLE"
                 with m.Else():
+                    m.d.comb += layer_start.eq(1)
                     m.d.sync += [oc0.eq(0), add_term.eq(d.arg_add * g_ic)]
                     m.next = "GROUP"
             with m.State("GROUP"):
-                m.d.comb += [self.busy.eq(1), coef_start.eq(1)]
-                m.next = "COEF"
+                m.d.comb += self.busy.eq(1)
+                if self._single_port_ram:
+                    m.d.comb += tables_start.eq(1)
+                    m.next = "TABLES"
+                else:
+                    m.d.comb += coef_start.eq(1)
+                    m.next = "COEF"
+            if self._single_port_ram:
+                # The weights share the KPU RAM's one port: the side tables load before the
+                # group computes, not while it does.
+                with m.State("TABLES"):
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(tables_done):
+                        m.d.comb += coef_start.eq(1)
+                        m.next = "COEF"
             with m.State("COEF"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(coef_done):
@@ -388,12 +407,15 @@ class KpuEngine(wiring.Component):
                         m.d.sync += oc0.eq(oc0 + group_size)
                         m.next = "GROUP"
 
-        # Side tables load while the group computes (only the post pipeline needs them): the
-        # activation table with a layer's first group, then the group's batch-norm entries.
+        # Side tables: the activation table with a layer's first group, then the group's
+        # batch-norm entries. Only the post pipeline needs them, so with a weight memory of its
+        # own they load while the group computes; with single_port_ram, before.
+        if not self._single_port_ram:
+            m.d.comb += tables_start.eq(run_start)
         tables_ready = Signal()
         with m.FSM(name="tables"):
             with m.State("WAIT"):
-                with m.If(run_start):
+                with m.If(tables_start):
                     m.d.sync += [w_count.eq(0), tables_ready.eq(0)]
                     with m.If(oc0 == 0):
                         m.d.sync += w_addr.eq(d.active_addr >> 3)
@@ -403,6 +425,7 @@ class KpuEngine(wiring.Component):
                         m.next = "BN"
             with m.State("ACT"):
                 with m.If(w_count < SEGMENTS + 2):
+                    m.d.comb += w_read.eq(1)
                     m.d.sync += [w_addr.eq(w_addr + 1), w_count.eq(w_count + 1),
                                  w_arrive.eq(1), w_index.eq(w_count)]
                 with m.If(w_arrive):
@@ -419,6 +442,7 @@ class KpuEngine(wiring.Component):
                         m.next = "BN"
             with m.State("BN"):
                 with m.If(w_count < lanes_active):
+                    m.d.comb += w_read.eq(1)
                     m.d.sync += [w_addr.eq(w_addr + 1), w_count.eq(w_count + 1),
                                  w_arrive.eq(1), w_index.eq(w_count)]
                 with m.If(w_arrive):
@@ -426,11 +450,12 @@ class KpuEngine(wiring.Component):
                     m.d.sync += [bn_mul[w_index].eq(bn.mul), bn_add[w_index].eq(bn.add),
                                  bn_shift[w_index].eq(bn.shift)]
                 with m.If((w_count == lanes_active) & ~w_arrive):
+                    m.d.comb += tables_done.eq(1)
                     m.d.sync += tables_ready.eq(1)
                     m.next = "WAIT"
 
-        self._coef_loader(m, d, coef_start, coef_done, w_addr, w_term, coef_wr, per_oc,
-                          lanes_active, oc0)
+        self._coef_loader(m, d, layer_start, coef_start, coef_done, w_addr, w_read, w_term,
+                          coef_wr, per_oc, lanes_active)
 
         # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
         # One block is word block ``fk`` of entry ``fe`` for output row ``fy``: up to nine
@@ -497,29 +522,58 @@ class KpuEngine(wiring.Component):
                          fr.eq(first_request(0)),
                          feeding.eq(1), fill_state.eq(0), rows_done.eq(0)]
 
-        # The row segment that request ``fr`` reads.
-        ch = Signal(11)
-        yy = Signal(signed(12))
+        # The RAM word that request ``fr`` reads, kept up to date by additions as the requests
+        # advance (no multiplier): where row 0 of the request's channel starts (c_chan: the
+        # channel's number, its slot in its line and that word), plus fy rows, plus fk words; a
+        # 3×3 request 2 (row fy + 1) one row more. e_chan is the entry's first channel, g_chan
+        # the group's (channel 0, or oc0 of a depthwise layer).
+        log_lpw = (LINE_BYTES // B).bit_length() - 1
+        addr_shape = self.ram_rd.addr.shape()
+        row_words = Signal(addr_shape)      # fy rows
+        row_step = Signal(addr_shape)       # one row
+        pitch = Signal(addr_shape)          # words from one channel's slot of a line to the next
+        wrap_step = Signal(addr_shape)      # from the last slot of a line to the next line
+        m.d.comb += [row_step.eq(d.row_switch_addr << log_lpw),
+                     pitch.eq(Const(LINE_BYTES // B) >> in_shift),
+                     wrap_step.eq((d.channel_switch_addr << log_lpw) - LINE_BYTES // B + pitch)]
+        Chan = data.StructLayout({"addr": addr_shape, "slot": 2, "ch": 11})
+        g_chan = Signal(Chan)
+        e_chan = Signal(Chan)
+        c_chan = Signal(Chan)
+
+        def next_chan(chan, name):
+            """The channel after ``chan``: the next slot of its line, or the next line."""
+            nxt = Signal(Chan, name=name)
+            wrap = chan.slot == Mux(in_shift == 2, 3, Mux(in_shift == 1, 1, 0))
+            m.d.comb += [nxt.addr.eq(chan.addr + Mux(wrap, wrap_step, pitch)),
+                         nxt.slot.eq(Mux(wrap, 0, chan.slot + 1)), nxt.ch.eq(chan.ch + 1)]
+            return nxt
+
+        g_next = next_chan(g_chan, "g_next")
+        c_next = next_chan(c_chan, "c_next")
+        with m.If(layer_start):
+            m.d.sync += [g_chan.addr.eq(d.image_src_addr << log_lpw), g_chan.slot.eq(0),
+                         g_chan.ch.eq(0)]
+        with m.If(group_done & dw):
+            m.d.sync += g_chan.eq(g_next)
+        with m.If(run_start):
+            m.d.sync += [row_words.eq(0), e_chan.eq(g_chan), c_chan.eq(g_chan)]
+
+        yy = Signal(signed(12))             # the request's input row (3×3)
         row_ok = Signal()
         with m.If(k3):
-            m.d.comb += [ch.eq(Mux(dw, oc0, fe)), yy.eq(fy - 1 + fr),
-                         row_ok.eq((fr < 3) & (yy >= 0) & (yy < H))]
+            m.d.comb += [yy.eq(fy - 1 + fr), row_ok.eq((fr < 3) & (yy >= 0) & (yy < H))]
         with m.Else():
-            m.d.comb += [ch.eq(Mux(dw, oc0, fe * 9 + fr)), yy.eq(fy),
-                         row_ok.eq(Mux(dw, fr == 0, ch < C))]
-        line = (d.image_src_addr + (ch >> in_shift) * d.channel_switch_addr
-                + yy.as_unsigned()[:10] * d.row_switch_addr)
-        in_pitch_shift = Signal(3)          # log2 of the row pitch: 6 − log2(coef_group)
-        in_slot = Signal(2)                 # channel's slot within its line
-        m.d.comb += [in_pitch_shift.eq(6 - in_shift),
-                     in_slot.eq(ch & Mux(in_shift == 2, 3, Mux(in_shift == 1, 1, 0)))]
-        byte = line * LINE_BYTES + (in_slot << in_pitch_shift) + fk * B
+            m.d.comb += row_ok.eq(Mux(dw, fr == 0, c_chan.ch < C))
+        request_addr = Signal(addr_shape)
+        m.d.comb += request_addr.eq(c_chan.addr + row_words + fk
+                                    + Mux(k3 & (fr == 2), row_step, 0))
         row_gate = Signal()
         m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + ACC_ROWS))
         with m.If(feeding & (((fill_state == 0) & row_gate)
                              | ((fill_state == 1) & (fr != fr_first)))):
             m.d.sync += [a_valid.eq(1), a_row_ok.eq(row_ok), a_r.eq(fr),
-                         a_last.eq(fr == rows - 1), a_addr.eq(byte >> log_b)]
+                         a_last.eq(fr == rows - 1), a_addr.eq(request_addr)]
             with m.If(fr == fr_first):
                 m.d.sync += [
                     fill_state.eq(1), lb_slot.eq(fb),
@@ -534,18 +588,23 @@ class KpuEngine(wiring.Component):
                 with m.If(fk == n_blocks - 1):
                     m.d.sync += fk.eq(0)
                     with m.If(fe == n_entries - 1):
-                        m.d.sync += [fe.eq(0), fb.eq(0)]
+                        m.d.sync += [fe.eq(0), fb.eq(0), e_chan.eq(g_chan), c_chan.eq(g_chan)]
                         with m.If(fy == H - 1):
                             m.d.sync += feeding.eq(0)
                         with m.Else():
                             m.d.sync += [fy.eq(fy + 1), fr.eq(first_request(fy + 1)),
-                                         fslot.eq(_next_slot(fslot))]
+                                         fslot.eq(_next_slot(fslot)),
+                                         row_words.eq(row_words + row_step)]
                     with m.Else():
-                        m.d.sync += fe.eq(fe + 1)
+                        # The next entry's first channel: after this one's (3×3) or after
+                        # its ninth (1×1, c_chan being at the ninth).
+                        m.d.sync += [fe.eq(fe + 1), e_chan.eq(c_next), c_chan.eq(c_next)]
                 with m.Else():
-                    m.d.sync += fk.eq(fk + 1)
+                    m.d.sync += [fk.eq(fk + 1), c_chan.eq(e_chan)]
             with m.Else():
                 m.d.sync += fr.eq(fr + 1)
+                with m.If(~k3):
+                    m.d.sync += c_chan.eq(c_next)
         pad_fill = Mux(k3, d.pad_value, 0).replicate(B)
         new_row = Signal(8 * B)
         m.d.comb += new_row.eq(Mux(b_row_ok, self.ram_rd.data, pad_fill))
@@ -795,8 +854,8 @@ class KpuEngine(wiring.Component):
         return result
 
     # ------------------------------------------------------------------------------------------
-    def _coef_loader(self, m, d, start, done, w_addr, w_term, coef_wr, per_oc, lanes_active,
-                     oc0):
+    def _coef_loader(self, m, d, layer_start, start, done, w_addr, w_read, w_term, coef_wr,
+                     per_oc, lanes_active):
         """Copy the group's weights into the coefficient buffer, 8 bytes a cycle in, one entry
         (up to 9 bytes) a cycle out at most; sets ``w_term`` = ``(arg_w · Σw) >> shr_w`` of each
         lane as it completes.
@@ -805,11 +864,20 @@ class KpuEngine(wiring.Component):
         starts at byte ``pos`` of the first and, being at most 9 bytes, always ends within the
         second, so cutting it out is one 8-way selection of 72 bits (a byte-granular FIFO
         needs two 192-bit byte shifters).
+
+        Addresses come from additions only: the groups' runs follow each other from
+        ``para_start_addr``, and the end of the run is found by adding ``per_oc`` once per
+        lane, one lane a cycle from the start, ahead of the reads it bounds (a lane takes at
+        least a cycle to copy, and its first word two to arrive).
         """
         P = self._lanes
         first = Signal(32)                  # byte address of the group's first weight
-        m.d.comb += first.eq(d.para_start_addr + oc0 * per_oc)
-        words_left = Signal(20)             # words still to read
+        read_end = Signal(32)               # byte after the lanes counted so far
+        read_lanes = Signal(range(P + 1))   # lanes counted in read_end
+        with m.If(layer_start):
+            m.d.sync += first.eq(d.para_start_addr)
+        with m.If(read_lanes < lanes_active):
+            m.d.sync += [read_end.eq(read_end + per_oc), read_lanes.eq(read_lanes + 1)]
         queue = [Signal(64, name=f"coef_word_{i}") for i in range(3)]
         count = Signal(range(4))            # words in the queue
         pos = Signal(3)                     # byte of queue[0] where the next entry starts
@@ -844,8 +912,9 @@ class KpuEngine(wiring.Component):
             m.d.sync += pos.eq(end[:3])
         # A read issued now arrives next cycle: issue it only if the queue will have room then
         # even if nothing is popped meanwhile.
-        with m.If(active & (words_left != 0) & (kept + arrive < 3)):
-            m.d.sync += [w_addr.eq(w_addr + 1), words_left.eq(words_left - 1), arrive.eq(1)]
+        with m.If(active & (Cat(Const(0, 3), w_addr) < read_end) & (kept + arrive < 3)):
+            m.d.comb += w_read.eq(1)
+            m.d.sync += [w_addr.eq(w_addr + 1), arrive.eq(1)]
         m.d.comb += [coef_wr.addr.eq(entry), coef_wr.en.eq(Mux(pop, 1 << lane, 0)),
                      coef_wr.data.eq(entry_bytes.replicate(P))]
         new_sum = Signal(W_SUM_BITS)
@@ -856,7 +925,8 @@ class KpuEngine(wiring.Component):
                 m.d.sync += [entry.eq(0), remaining.eq(per_oc), lane.eq(lane + 1), lane_sum.eq(0),
                              w_term[lane].eq((d.arg_w * new_sum) >> d.shr_w)]
                 with m.If(lane == lanes_active - 1):
-                    m.d.sync += active.eq(0)
+                    # Every lane is counted by now: the next group's run starts here.
+                    m.d.sync += [active.eq(0), first.eq(read_end)]
                     m.d.comb += done.eq(1)
             with m.Else():
                 m.d.sync += [entry.eq(entry + 1), remaining.eq(remaining - need)]
@@ -864,7 +934,7 @@ class KpuEngine(wiring.Component):
         with m.If(start):
             m.d.sync += [active.eq(1), w_addr.eq(first >> 3), pos.eq(first[:3]), count.eq(0),
                          lane.eq(0), entry.eq(0), remaining.eq(per_oc), lane_sum.eq(0),
-                         words_left.eq((first[:3] + lanes_active * per_oc + 7) >> 3)]
+                         read_end.eq(first + per_oc), read_lanes.eq(1)]
 
     # ------------------------------------------------------------------------------------------
     def _post(self, m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active, rows_done,
