@@ -85,8 +85,10 @@ class KpuEngine(wiring.Component):
         Depth of the coefficient buffer: input channels of a 3×3 layer, ⌈channels / 9⌉ of a
         1×1 layer (a depthwise layer needs one).
     single_port_ram : bool
-        Never read and write the KPU RAM in the same cycle (writes wait for a free cycle), so
-        that one address port serves both, as an iCE40 SPRAM needs.
+        Never read and write the KPU RAM in the same cycle (writes wait for a free cycle), nor
+        read a weight in a cycle that uses the KPU RAM (the activation table and batch-norm
+        entries load before a group computes, not while it does), so that one address port
+        serves the KPU RAM and the weights, as an iCE40 SPRAM holding both needs.
     platform : platform or None
         DSP primitives when given (:class:`.mac.MacArray`, :class:`.widemul.WideMul`),
         behavioural multipliers otherwise.
@@ -119,7 +121,9 @@ class KpuEngine(wiring.Component):
     eight_bit_mode : In(1)
         0 (16-bit weights) rejects layers with ``CONFIG_LIMIT``.
     ram_rd, ram_wr, w_rd : memory ports (driven by the engine)
-        KPU RAM read and write (byte-granular) ports, weight memory read port.
+        KPU RAM read and write (byte-granular) ports, weight memory read port. Each read
+        enable is 1 only on the cycles a word is read; the data is used on the next cycle
+        only.
 
     Throughput: one column per cycle (``9 × lanes`` MACs) while a row sweeps; between weight
     groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles); the post
