@@ -329,7 +329,7 @@ class KpuEngine(wiring.Component):
         layer_start = Signal()              # pulse: a checked layer begins (before its groups)
         run_start = Signal()                # pulse: a group's compute begins
         group_done = Signal()               # compute and post of the group have drained
-        w_addr = Signal(32)                 # weight memory word address being read
+        w_addr = Signal(range(self._weight_words + 1))    # weight word address being read
         w_read = Signal()                   # a weight memory word is read this cycle
         w_count = Signal(range(max(P, SEGMENTS + 2) + 1))
         w_arrive = Signal()                 # the read issued last cycle returns this cycle
@@ -635,6 +635,8 @@ class KpuEngine(wiring.Component):
                          fill[1].eq(lb_mid)]
 
         # ---- emitter: one column a cycle ---------------------------------------------------
+        # Its rows shift right a byte a cycle, so column cx is always their low byte (no
+        # B-way byte selection per row).
         xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]
         x_meta = Signal(FillMeta)
         x_valid = Signal()
@@ -649,6 +651,8 @@ class KpuEngine(wiring.Component):
             m.d.sync += [xbuf[r].eq(fill[r]) for r in range(R_MAX)]
         with m.Elif(x_finishing):
             m.d.sync += x_valid.eq(0)
+        with m.Elif(emitting):
+            m.d.sync += [xbuf[r].eq(xbuf[r] >> 8) for r in range(R_MAX)]
         with m.If(emitting & ~x_finishing):
             m.d.sync += cx.eq(cx + 1)
         with m.If(x_finishing & x_meta.group_last):
@@ -670,8 +674,7 @@ class KpuEngine(wiring.Component):
         x_pos = x_meta.k * B + cx
         m.d.sync += [s1_valid.eq(emitting), s1_flush.eq(flush_pending)]
         # Rows a 3×3 sweep does not use must not disturb the window: keep them at 0.
-        m.d.sync += [s1_col[r].eq(Mux(k3 & (r >= 3), 0, xbuf[r].word_select(cx, 8)))
-                     for r in range(R_MAX)]
+        m.d.sync += [s1_col[r].eq(Mux(k3 & (r >= 3), 0, xbuf[r][:8])) for r in range(R_MAX)]
         m.d.sync += [s1_meta.x.eq(x_pos), s1_meta.slot.eq(x_meta.slot), s1_meta.e.eq(x_meta.e),
                      s1_meta.first_e.eq(x_meta.e == 0),
                      s1_meta.last_e.eq(x_meta.e == n_entries - 1),
@@ -875,8 +878,10 @@ class KpuEngine(wiring.Component):
         least a cycle to copy, and its first word two to arrive).
         """
         P = self._lanes
-        first = Signal(32)                  # byte address of the group's first weight
-        read_end = Signal(32)               # byte after the lanes counted so far
+        weight_bytes = self._weight_words * WEIGHT_WORD_BYTES
+        # Byte addresses within the weight memory (the check rejects a layer beyond it).
+        first = Signal(range(weight_bytes + 1))     # the group's first weight
+        read_end = Signal(range(weight_bytes + 1))  # the byte after the lanes counted so far
         read_lanes = Signal(range(P + 1))   # lanes counted in read_end
         with m.If(layer_start):
             m.d.sync += first.eq(d.para_start_addr)
