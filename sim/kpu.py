@@ -4,8 +4,12 @@
 register bus (the ``LAYER_FIFO`` register, 12 words each), waits for every layer to finish or be
 rejected, and returns the RAM afterwards with what happened to each layer and which RAM words
 the engine read. Memories are loaded and read back through the simulator
-(``ctx.set``/``ctx.get`` on the memory rows) to keep tests fast; the host ports themselves are
-exercised by their own test in ``tests/test_kpu_engine.py``.
+(``ctx.set``/``ctx.get`` on the memory rows) to keep tests fast, or, with
+``through_ports=True``, through the KPU's host ports as host software would.
+
+Every cycle it also checks the single-port contract of a ``single_port_ram`` KPU, whose KPU RAM
+and weights share one SPRAM port: the engine never reads and writes the KPU RAM, nor reads a
+weight while it uses the KPU RAM, in the same cycle (``AssertionError`` otherwise).
 """
 
 from collections import Counter
@@ -16,7 +20,7 @@ from amaranth.sim import Simulator
 from nangua.hdl.kpu.kpu import Register
 
 __all__ = ["LayerResult", "KpuRun", "run_kpu", "pack_words", "unpack_words",
-           "random_layer"]
+           "write_memory", "read_memory", "random_layer"]
 
 
 @dataclass
@@ -49,13 +53,16 @@ def unpack_words(words, word_bytes):
     return bytearray(b"".join(w.to_bytes(word_bytes, "little") for w in words))
 
 
-def run_kpu(kpu, ram, weights, descriptors, *, timeout_cycles=200_000, eight_bit_mode=1):
+def run_kpu(kpu, ram, weights, descriptors, *, timeout_cycles=200_000, eight_bit_mode=1,
+            through_ports=False):
     """Run ``descriptors`` (lists of 12 words) on a fresh simulation of ``kpu``.
 
     Raises
     ------
     TimeoutError
         If the layers have not all finished after ``timeout_cycles`` cycles.
+    AssertionError
+        If a ``single_port_ram`` engine uses its memories' one port twice in a cycle.
     """
     ram_word = kpu.engine.ram_word_bytes
     if len(ram) != kpu.ram_bytes or len(weights) > kpu.weight_bytes:
@@ -67,6 +74,8 @@ def run_kpu(kpu, ram, weights, descriptors, *, timeout_cycles=200_000, eight_bit
     layers = []
     ram_reads = Counter()
 
+    engine = kpu.engine
+
     async def monitor(ctx):
         # Runs from cycle 0: a rejected layer finishes while later descriptors are still being
         # written.
@@ -75,8 +84,15 @@ def run_kpu(kpu, ram, weights, descriptors, *, timeout_cycles=200_000, eight_bit
         while True:
             await ctx.tick()
             cycle += 1
-            if ctx.get(kpu.engine.ram_rd.en):
-                ram_reads[ctx.get(kpu.engine.ram_rd.addr)] += 1
+            ram_read = ctx.get(engine.ram_rd.en)
+            if ram_read:
+                ram_reads[ctx.get(engine.ram_rd.addr)] += 1
+            if engine.single_port_ram:
+                accesses = (ram_read + bool(ctx.get(engine.ram_wr.en))
+                            + ctx.get(engine.w_rd.en))
+                if accesses > 1:
+                    raise AssertionError(f"cycle {cycle}: {accesses} accesses to the single "
+                                         f"memory port")
             if ctx.get(kpu.engine.busy) and start is None:
                 start = cycle
             if ctx.get(kpu.engine.done):
@@ -85,10 +101,14 @@ def run_kpu(kpu, ram, weights, descriptors, *, timeout_cycles=200_000, eight_bit
                 start = None
 
     async def bench(ctx):
-        for i, word in enumerate(pack_words(ram, ram_word)):
-            ctx.set(kpu.ram_memory.data[i], word)
-        for i, word in enumerate(pack_words(weights, 8)):
-            ctx.set(kpu.weight_memory.data[i], word)
+        if through_ports:
+            await write_memory(ctx, kpu.ram, pack_words(ram, ram_word))
+            await write_memory(ctx, kpu.weights, pack_words(weights, 8))
+        else:
+            for i, word in enumerate(pack_words(ram, ram_word)):
+                ctx.set(kpu.ram_memory.data[i], word)
+            for i, word in enumerate(pack_words(weights, 8)):
+                ctx.set(kpu.weight_memory.data[kpu.weight_offset + i], word)
         if not eight_bit_mode:
             await write_register(ctx, kpu, Register.EIGHT_BIT_MODE, 0)
         for words in descriptors:
@@ -105,9 +125,11 @@ def run_kpu(kpu, ram, weights, descriptors, *, timeout_cycles=200_000, eight_bit
         result["int_raw"] = await read_register(ctx, kpu, Register.INT_RAW)
         result["error"] = await read_register(ctx, kpu, Register.ERROR)
         result["layers"] = list(layers)
-        result["ram"] = unpack_words(
-            [ctx.get(kpu.ram_memory.data[i]) for i in range(kpu.ram_bytes // ram_word)],
-            ram_word)
+        if through_ports:
+            words = await read_memory(ctx, kpu.ram, kpu.ram_bytes // ram_word)
+        else:
+            words = [ctx.get(kpu.ram_memory.data[i]) for i in range(kpu.ram_bytes // ram_word)]
+        result["ram"] = unpack_words(words, ram_word)
 
     sim = Simulator(kpu)
     sim.add_clock(1e-8)
@@ -130,6 +152,28 @@ async def read_register(ctx, kpu, register):
     ctx.set(kpu.bus.addr, register)
     await ctx.tick()
     return ctx.get(kpu.bus.r_data)
+
+
+async def write_memory(ctx, port, words):
+    """Write ``words`` from word 0 through a host memory port, one a cycle."""
+    ctx.set(port.w_en, (1 << len(port.w_en)) - 1)
+    for addr, word in enumerate(words):
+        ctx.set(port.addr, addr)
+        ctx.set(port.w_data, word)
+        await ctx.tick()
+    ctx.set(port.w_en, 0)
+
+
+async def read_memory(ctx, port, count):
+    """Read words 0 to ``count − 1`` through a host memory port, one a cycle."""
+    words = []
+    ctx.set(port.r_en, 1)
+    for addr in range(count):
+        ctx.set(port.addr, addr)
+        await ctx.tick()
+        words.append(ctx.get(port.r_data))
+    ctx.set(port.r_en, 0)
+    return words
 
 
 def random_layer(rng, *, ram_bytes, weight_bytes, min_width=1, max_width=16, max_height=8,

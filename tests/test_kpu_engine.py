@@ -247,39 +247,85 @@ def test_bad_parameters_raise():
         Kpu(fifo_layers=0)
 
 
-def test_host_ports_write_and_read_memories():
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_host_ports_write_and_read_memories(config):
+    # l3w8 keeps the KPU RAM and the weights in one single-port memory: the weights sit above
+    # the RAM words, and neither port's writes reach the other's words.
     from amaranth.sim import Simulator
-    kpu = make_kpu("l2w16")
-    words = {3: 0x0123456789ABCDEF_FEDCBA9876543210, 100: (1 << 128) - 1}
+    kpu = make_kpu(config)
+    word_bytes = CONFIGS[config]["ram_word_bytes"]
+    ones = (1 << 8 * word_bytes) - 1
+    ram_words = {0: 0x0123456789ABCDEF_FEDCBA9876543210 & ones, 3: 0x5A5A5A5A5A5A5A5A5A & ones,
+                 RAM_BYTES // word_bytes - 1: ones}
+    weight_words = {0: 0x1122334455667788, 7: 0x8877665544332211,
+                    WEIGHT_BYTES // 8 - 1: 0xFFFF0000FFFF0000}
+    assert kpu.weight_offset == (RAM_BYTES // 8 if kpu.engine.single_port_ram else 0)
+
+    async def write(ctx, port, addr, value, w_en):
+        ctx.set(port.addr, addr)
+        ctx.set(port.w_data, value)
+        ctx.set(port.w_en, w_en)
+        await ctx.tick()
+        ctx.set(port.w_en, 0)
+
+    async def read(ctx, port, addr):
+        ctx.set(port.addr, addr)
+        ctx.set(port.r_en, 1)
+        await ctx.tick()
+        ctx.set(port.r_en, 0)
+        return ctx.get(port.r_data)
 
     async def bench(ctx):
-        for addr, value in words.items():
-            ctx.set(kpu.ram.addr, addr)
-            ctx.set(kpu.ram.w_data, value)
-            ctx.set(kpu.ram.w_en, 0xFFFF)
-            await ctx.tick()
+        for addr, value in ram_words.items():
+            await write(ctx, kpu.ram, addr, value, (1 << word_bytes) - 1)
+        for addr, value in weight_words.items():
+            await write(ctx, kpu.weights, addr, value, 0xFF)
         # A byte-enabled write changes only the enabled bytes.
-        ctx.set(kpu.ram.addr, 3)
-        ctx.set(kpu.ram.w_data, 0)
-        ctx.set(kpu.ram.w_en, 0x0001)
+        await write(ctx, kpu.ram, 3, 0, 0b1)
+        await write(ctx, kpu.weights, 7, 0, 0b10)
+        for addr, value in weight_words.items():
+            want = value & ~0xFF00 if addr == 7 else value
+            assert await read(ctx, kpu.weights, addr) == want
+            assert ctx.get(kpu.weight_memory.data[kpu.weight_offset + addr]) == want
+        for addr, value in ram_words.items():
+            assert await read(ctx, kpu.ram, addr) == (value & ~0xFF if addr == 3 else value)
+        # r_data holds while nothing is read.
+        ctx.set(kpu.ram.addr, 0)
         await ctx.tick()
-        ctx.set(kpu.ram.w_en, 0)
-        ctx.set(kpu.weights.addr, 7)
-        ctx.set(kpu.weights.w_data, 0x1122334455667788)
-        ctx.set(kpu.weights.w_en, 0xFF)
-        await ctx.tick()
-        ctx.set(kpu.weights.w_en, 0)
-        await ctx.tick()
-        assert ctx.get(kpu.weights.r_data) == 0x1122334455667788
-        for addr, value in words.items():
-            ctx.set(kpu.ram.addr, addr)
-            await ctx.tick()
-            assert ctx.get(kpu.ram.r_data) == (value & ~0xFF if addr == 3 else value)
+        assert ctx.get(kpu.ram.r_data) == ram_words[RAM_BYTES // word_bytes - 1]
 
     sim = Simulator(kpu)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_single_port_layer_loaded_through_host_ports():
+    # The host writes the weights through their port into the memory they share with the KPU
+    # RAM; the engine reads them from there (run_kpu checks every cycle that it never uses
+    # the shared port twice).
+    rng = random.Random("host-ports")
+    kpu = make_kpu("l3w8")
+    d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
+                              max_width=CONFIGS["l3w8"]["max_width"], kernel_size=3,
+                              depthwise=False)
+    ram = random_ram(rng)
+    run = run_kpu(kpu, ram, weights, [d.to_words()], timeout_cycles=20_000, through_ports=True)
+    assert [layer.reason for layer in run.layers] == [0]
+    assert_same_ram(run.ram, expected_after([d], ram, weights))
+
+
+def test_single_port_check_catches_a_second_access(monkeypatch):
+    # The check of run_kpu can fail: an engine with separate ports (l2w16) loads its side
+    # tables while the group reads the KPU RAM. Claimed to be single-port, it must be caught.
+    from nangua.hdl.kpu.engine import KpuEngine
+    rng = random.Random("collide")
+    kpu = make_kpu("l2w16")
+    monkeypatch.setattr(KpuEngine, "single_port_ram", property(lambda self: True))
+    d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
+                              max_width=CONFIGS["l2w16"]["max_width"], kernel_size=3)
+    with pytest.raises(AssertionError, match=r"accesses to the single memory port$"):
+        run_kpu(kpu, random_ram(rng), weights, [d.to_words()], timeout_cycles=20_000)
 
 
 def test_interrupt_mask_clear_and_fifo_flush():

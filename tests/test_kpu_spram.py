@@ -204,10 +204,11 @@ def test_kpu_ice40_configuration_converts_to_verilog():
 
 
 def test_kpu_single_port_ram_beyond_spram_raises():
-    with pytest.raises(ValueError, match=r"^A single-port KPU RAM is iCE40 SPRAM: at most 131072 "
-                                         r"bytes in words of 8 bytes, not 262144 bytes in words "
-                                         r"of 8$"):
-        Kpu(ram_bytes=256 * 1024, ram_word_bytes=8, single_port_ram=True)
-    with pytest.raises(ValueError, match=r"^A single-port KPU RAM is iCE40 SPRAM: .* not 65536 "
-                                         r"bytes in words of 16$"):
+    with pytest.raises(ValueError, match=r"^A single-port KPU RAM shares iCE40 SPRAM with the "
+                                         r"weights: at most 131072 bytes together in words of 8 "
+                                         r"bytes, not 114688 \+ 32768 bytes in words of 8$"):
+        Kpu(ram_bytes=112 * 1024, weight_bytes=32 * 1024, ram_word_bytes=8,
+            single_port_ram=True)
+    with pytest.raises(ValueError, match=r"^A single-port KPU RAM shares iCE40 SPRAM .* not "
+                                         r"65536 \+ 16384 bytes in words of 16$"):
         Kpu(ram_bytes=64 * 1024, ram_word_bytes=16, single_port_ram=True)

@@ -23,8 +23,8 @@ from amaranth.lib.wiring import In, Out
 from ..params import platform_family
 from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType
 from .featuremap import LINE_BYTES
-from .layouts import (ActSegmentLayout, BatchNormLayout, DescriptorLayout, GatewareReason,
-                      REASON_BITS)
+from .layouts import (ActSegmentLayout, BatchNormLayout, DESCRIPTOR_WORDS, DescriptorLayout,
+                      GatewareReason, REASON_BITS, WORD_BITS)
 from .mac import LATENCY as MAC_LATENCY
 from .mac import TAPS, MacArray
 from .widemul import LATENCY as WIDE_LATENCY
@@ -85,8 +85,10 @@ class KpuEngine(wiring.Component):
         Depth of the coefficient buffer: input channels of a 3×3 layer, ⌈channels / 9⌉ of a
         1×1 layer (a depthwise layer needs one).
     single_port_ram : bool
-        Never read and write the KPU RAM in the same cycle (writes wait for a free cycle), so
-        that one address port serves both, as an iCE40 SPRAM needs.
+        Never read and write the KPU RAM in the same cycle (writes wait for a free cycle), nor
+        read a weight in a cycle that uses the KPU RAM (the activation table and batch-norm
+        entries load before a group computes, not while it does), so that one address port
+        serves the KPU RAM and the weights, as an iCE40 SPRAM holding both needs.
     platform : platform or None
         DSP primitives when given (:class:`.mac.MacArray`, :class:`.widemul.WideMul`),
         behavioural multipliers otherwise.
@@ -98,8 +100,14 @@ class KpuEngine(wiring.Component):
 
     Members
     -------
-    desc : In(stream.Signature(DescriptorLayout))
-        One layer per transfer; accepted only while idle.
+    desc : In(stream.Signature(WORD_BITS))
+        Descriptor words in order, 12 make a layer; accepted only while idle. The engine keeps
+        the one copy of the descriptor: each word goes straight to its place in it.
+    flush : In(1)
+        Drops the words of a partly received descriptor (a word offered on the same cycle is
+        dropped too); no effect on a layer being checked or run.
+    partial : Out(1)
+        Some, not all, words of a descriptor have been received.
     done : Out(1)
         One-cycle pulse when a layer finishes or is rejected.
     error : Out(1)
@@ -113,7 +121,9 @@ class KpuEngine(wiring.Component):
     eight_bit_mode : In(1)
         0 (16-bit weights) rejects layers with ``CONFIG_LIMIT``.
     ram_rd, ram_wr, w_rd : memory ports (driven by the engine)
-        KPU RAM read and write (byte-granular) ports, weight memory read port.
+        KPU RAM read and write (byte-granular) ports, weight memory read port. Each read
+        enable is 1 only on the cycles a word is read; the data is used on the next cycle
+        only.
 
     Throughput: one column per cycle (``9 × lanes`` MACs) while a row sweeps; between weight
     groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles); the post
@@ -160,7 +170,9 @@ class KpuEngine(wiring.Component):
         ram_addr = max(1, (ram_words - 1).bit_length())
         w_addr = max(1, (weight_words - 1).bit_length())
         super().__init__({
-            "desc": In(stream.Signature(DescriptorLayout)),
+            "desc": In(stream.Signature(WORD_BITS)),
+            "flush": In(1),
+            "partial": Out(1),
             "done": Out(1),
             "error": Out(1),
             "reason": Out(REASON_BITS),
@@ -314,24 +326,41 @@ class KpuEngine(wiring.Component):
         xsum_post = xsum.read_port()
 
         # ---- control FSM ------------------------------------------------------------------
+        layer_start = Signal()              # pulse: a checked layer begins (before its groups)
         run_start = Signal()                # pulse: a group's compute begins
         group_done = Signal()               # compute and post of the group have drained
-        w_addr = Signal(32)                 # weight memory word address being read
+        w_addr = Signal(range(self._weight_words + 1))    # weight word address being read
+        w_read = Signal()                   # a weight memory word is read this cycle
         w_count = Signal(range(max(P, SEGMENTS + 2) + 1))
         w_arrive = Signal()                 # the read issued last cycle returns this cycle
         w_index = Signal.like(w_count)
         m.d.sync += [w_arrive.eq(0), self.done.eq(0)]
-        m.d.comb += [self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(1)]
+        m.d.comb += [self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(w_read)]
         # Coefficient loader state.
         coef_start = Signal()
         coef_done = Signal()
+        # The side tables (activation table, batch-norm entries) of a group.
+        tables_start = Signal()
+        tables_done = Signal()
+
+        # Descriptor words go to their place in ``d`` (only the bits of a field are stored).
+        desc_word = Signal(range(DESCRIPTOR_WORDS))
+        m.d.comb += self.partial.eq(desc_word != 0)
 
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 m.d.comb += self.desc.ready.eq(1)
-                with m.If(self.desc.valid):
-                    m.d.sync += d.eq(self.desc.payload)
-                    m.next = "CHECK1"
+                with m.If(self.desc.valid & ~self.flush):
+                    for i in range(DESCRIPTOR_WORDS):
+                        with m.If(desc_word == i):
+                            m.d.sync += d.as_value()[WORD_BITS * i:WORD_BITS * (i + 1)].eq(
+                                self.desc.payload)
+                    m.d.sync += desc_word.eq(desc_word + 1)
+                    with m.If(desc_word == DESCRIPTOR_WORDS - 1):
+                        m.d.sync += desc_word.eq(0)
+                        m.next = "CHECK1"
+                with m.If(self.flush):
+                    m.d.sync += desc_word.eq(0)
             with m.State("CHECK1"):
                 m.d.comb += self.busy.eq(1)
                 m.next = "CHECK2"
@@ -346,11 +375,25 @@ class KpuEngine(wiring.Component):
                                  self.int_en.eq(d.int_en)]
                     m.next = "IDLE"
                 with m.Else():
+                    m.d.comb += layer_start.eq(1)
                     m.d.sync += [oc0.eq(0), add_term.eq(d.arg_add * g_ic)]
                     m.next = "GROUP"
             with m.State("GROUP"):
-                m.d.comb += [self.busy.eq(1), coef_start.eq(1)]
-                m.next = "COEF"
+                m.d.comb += self.busy.eq(1)
+                if self._single_port_ram:
+                    m.d.comb += tables_start.eq(1)
+                    m.next = "TABLES"
+                else:
+                    m.d.comb += coef_start.eq(1)
+                    m.next = "COEF"
+            if self._single_port_ram:
+                # The weights share the KPU RAM's one port: the side tables load before the
+                # group computes, not while it does.
+                with m.State("TABLES"):
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(tables_done):
+                        m.d.comb += coef_start.eq(1)
+                        m.next = "COEF"
             with m.State("COEF"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(coef_done):
@@ -368,12 +411,15 @@ class KpuEngine(wiring.Component):
                         m.d.sync += oc0.eq(oc0 + group_size)
                         m.next = "GROUP"
 
-        # Side tables load while the group computes (only the post pipeline needs them): the
-        # activation table with a layer's first group, then the group's batch-norm entries.
+        # Side tables: the activation table with a layer's first group, then the group's
+        # batch-norm entries. Only the post pipeline needs them, so with a weight memory of its
+        # own they load while the group computes; with single_port_ram, before.
+        if not self._single_port_ram:
+            m.d.comb += tables_start.eq(run_start)
         tables_ready = Signal()
         with m.FSM(name="tables"):
             with m.State("WAIT"):
-                with m.If(run_start):
+                with m.If(tables_start):
                     m.d.sync += [w_count.eq(0), tables_ready.eq(0)]
                     with m.If(oc0 == 0):
                         m.d.sync += w_addr.eq(d.active_addr >> 3)
@@ -383,6 +429,7 @@ class KpuEngine(wiring.Component):
                         m.next = "BN"
             with m.State("ACT"):
                 with m.If(w_count < SEGMENTS + 2):
+                    m.d.comb += w_read.eq(1)
                     m.d.sync += [w_addr.eq(w_addr + 1), w_count.eq(w_count + 1),
                                  w_arrive.eq(1), w_index.eq(w_count)]
                 with m.If(w_arrive):
@@ -399,6 +446,7 @@ class KpuEngine(wiring.Component):
                         m.next = "BN"
             with m.State("BN"):
                 with m.If(w_count < lanes_active):
+                    m.d.comb += w_read.eq(1)
                     m.d.sync += [w_addr.eq(w_addr + 1), w_count.eq(w_count + 1),
                                  w_arrive.eq(1), w_index.eq(w_count)]
                 with m.If(w_arrive):
@@ -406,11 +454,12 @@ class KpuEngine(wiring.Component):
                     m.d.sync += [bn_mul[w_index].eq(bn.mul), bn_add[w_index].eq(bn.add),
                                  bn_shift[w_index].eq(bn.shift)]
                 with m.If((w_count == lanes_active) & ~w_arrive):
+                    m.d.comb += tables_done.eq(1)
                     m.d.sync += tables_ready.eq(1)
                     m.next = "WAIT"
 
-        self._coef_loader(m, d, coef_start, coef_done, w_addr, w_term, coef_wr, per_oc,
-                          lanes_active, oc0)
+        self._coef_loader(m, d, layer_start, coef_start, coef_done, w_addr, w_read, w_term,
+                          coef_wr, per_oc, lanes_active)
 
         # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
         # One block is word block ``fk`` of entry ``fe`` for output row ``fy``: up to nine
@@ -477,29 +526,58 @@ class KpuEngine(wiring.Component):
                          fr.eq(first_request(0)),
                          feeding.eq(1), fill_state.eq(0), rows_done.eq(0)]
 
-        # The row segment that request ``fr`` reads.
-        ch = Signal(11)
-        yy = Signal(signed(12))
+        # The RAM word that request ``fr`` reads, kept up to date by additions as the requests
+        # advance (no multiplier): where row 0 of the request's channel starts (c_chan: the
+        # channel's number, its slot in its line and that word), plus fy rows, plus fk words; a
+        # 3×3 request 2 (row fy + 1) one row more. e_chan is the entry's first channel, g_chan
+        # the group's (channel 0, or oc0 of a depthwise layer).
+        log_lpw = (LINE_BYTES // B).bit_length() - 1
+        addr_shape = self.ram_rd.addr.shape()
+        row_words = Signal(addr_shape)      # fy rows
+        row_step = Signal(addr_shape)       # one row
+        pitch = Signal(addr_shape)          # words from one channel's slot of a line to the next
+        wrap_step = Signal(addr_shape)      # from the last slot of a line to the next line
+        m.d.comb += [row_step.eq(d.row_switch_addr << log_lpw),
+                     pitch.eq(Const(LINE_BYTES // B) >> in_shift),
+                     wrap_step.eq((d.channel_switch_addr << log_lpw) - LINE_BYTES // B + pitch)]
+        Chan = data.StructLayout({"addr": addr_shape, "slot": 2, "ch": 11})
+        g_chan = Signal(Chan)
+        e_chan = Signal(Chan)
+        c_chan = Signal(Chan)
+
+        def next_chan(chan, name):
+            """The channel after ``chan``: the next slot of its line, or the next line."""
+            nxt = Signal(Chan, name=name)
+            wrap = chan.slot == Mux(in_shift == 2, 3, Mux(in_shift == 1, 1, 0))
+            m.d.comb += [nxt.addr.eq(chan.addr + Mux(wrap, wrap_step, pitch)),
+                         nxt.slot.eq(Mux(wrap, 0, chan.slot + 1)), nxt.ch.eq(chan.ch + 1)]
+            return nxt
+
+        g_next = next_chan(g_chan, "g_next")
+        c_next = next_chan(c_chan, "c_next")
+        with m.If(layer_start):
+            m.d.sync += [g_chan.addr.eq(d.image_src_addr << log_lpw), g_chan.slot.eq(0),
+                         g_chan.ch.eq(0)]
+        with m.If(group_done & dw):
+            m.d.sync += g_chan.eq(g_next)
+        with m.If(run_start):
+            m.d.sync += [row_words.eq(0), e_chan.eq(g_chan), c_chan.eq(g_chan)]
+
+        yy = Signal(signed(12))             # the request's input row (3×3)
         row_ok = Signal()
         with m.If(k3):
-            m.d.comb += [ch.eq(Mux(dw, oc0, fe)), yy.eq(fy - 1 + fr),
-                         row_ok.eq((fr < 3) & (yy >= 0) & (yy < H))]
+            m.d.comb += [yy.eq(fy - 1 + fr), row_ok.eq((fr < 3) & (yy >= 0) & (yy < H))]
         with m.Else():
-            m.d.comb += [ch.eq(Mux(dw, oc0, fe * 9 + fr)), yy.eq(fy),
-                         row_ok.eq(Mux(dw, fr == 0, ch < C))]
-        line = (d.image_src_addr + (ch >> in_shift) * d.channel_switch_addr
-                + yy.as_unsigned()[:10] * d.row_switch_addr)
-        in_pitch_shift = Signal(3)          # log2 of the row pitch: 6 − log2(coef_group)
-        in_slot = Signal(2)                 # channel's slot within its line
-        m.d.comb += [in_pitch_shift.eq(6 - in_shift),
-                     in_slot.eq(ch & Mux(in_shift == 2, 3, Mux(in_shift == 1, 1, 0)))]
-        byte = line * LINE_BYTES + (in_slot << in_pitch_shift) + fk * B
+            m.d.comb += row_ok.eq(Mux(dw, fr == 0, c_chan.ch < C))
+        request_addr = Signal(addr_shape)
+        m.d.comb += request_addr.eq(c_chan.addr + row_words + fk
+                                    + Mux(k3 & (fr == 2), row_step, 0))
         row_gate = Signal()
         m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + ACC_ROWS))
         with m.If(feeding & (((fill_state == 0) & row_gate)
                              | ((fill_state == 1) & (fr != fr_first)))):
             m.d.sync += [a_valid.eq(1), a_row_ok.eq(row_ok), a_r.eq(fr),
-                         a_last.eq(fr == rows - 1), a_addr.eq(byte >> log_b)]
+                         a_last.eq(fr == rows - 1), a_addr.eq(request_addr)]
             with m.If(fr == fr_first):
                 m.d.sync += [
                     fill_state.eq(1), lb_slot.eq(fb),
@@ -514,18 +592,23 @@ class KpuEngine(wiring.Component):
                 with m.If(fk == n_blocks - 1):
                     m.d.sync += fk.eq(0)
                     with m.If(fe == n_entries - 1):
-                        m.d.sync += [fe.eq(0), fb.eq(0)]
+                        m.d.sync += [fe.eq(0), fb.eq(0), e_chan.eq(g_chan), c_chan.eq(g_chan)]
                         with m.If(fy == H - 1):
                             m.d.sync += feeding.eq(0)
                         with m.Else():
                             m.d.sync += [fy.eq(fy + 1), fr.eq(first_request(fy + 1)),
-                                         fslot.eq(_next_slot(fslot))]
+                                         fslot.eq(_next_slot(fslot)),
+                                         row_words.eq(row_words + row_step)]
                     with m.Else():
-                        m.d.sync += fe.eq(fe + 1)
+                        # The next entry's first channel: after this one's (3×3) or after
+                        # its ninth (1×1, c_chan being at the ninth).
+                        m.d.sync += [fe.eq(fe + 1), e_chan.eq(c_next), c_chan.eq(c_next)]
                 with m.Else():
-                    m.d.sync += fk.eq(fk + 1)
+                    m.d.sync += [fk.eq(fk + 1), c_chan.eq(e_chan)]
             with m.Else():
                 m.d.sync += fr.eq(fr + 1)
+                with m.If(~k3):
+                    m.d.sync += c_chan.eq(c_next)
         pad_fill = Mux(k3, d.pad_value, 0).replicate(B)
         new_row = Signal(8 * B)
         m.d.comb += new_row.eq(Mux(b_row_ok, self.ram_rd.data, pad_fill))
@@ -552,6 +635,8 @@ class KpuEngine(wiring.Component):
                          fill[1].eq(lb_mid)]
 
         # ---- emitter: one column a cycle ---------------------------------------------------
+        # Its rows shift right a byte a cycle, so column cx is always their low byte (no
+        # B-way byte selection per row).
         xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]
         x_meta = Signal(FillMeta)
         x_valid = Signal()
@@ -566,6 +651,8 @@ class KpuEngine(wiring.Component):
             m.d.sync += [xbuf[r].eq(fill[r]) for r in range(R_MAX)]
         with m.Elif(x_finishing):
             m.d.sync += x_valid.eq(0)
+        with m.Elif(emitting):
+            m.d.sync += [xbuf[r].eq(xbuf[r] >> 8) for r in range(R_MAX)]
         with m.If(emitting & ~x_finishing):
             m.d.sync += cx.eq(cx + 1)
         with m.If(x_finishing & x_meta.group_last):
@@ -587,8 +674,7 @@ class KpuEngine(wiring.Component):
         x_pos = x_meta.k * B + cx
         m.d.sync += [s1_valid.eq(emitting), s1_flush.eq(flush_pending)]
         # Rows a 3×3 sweep does not use must not disturb the window: keep them at 0.
-        m.d.sync += [s1_col[r].eq(Mux(k3 & (r >= 3), 0, xbuf[r].word_select(cx, 8)))
-                     for r in range(R_MAX)]
+        m.d.sync += [s1_col[r].eq(Mux(k3 & (r >= 3), 0, xbuf[r][:8])) for r in range(R_MAX)]
         m.d.sync += [s1_meta.x.eq(x_pos), s1_meta.slot.eq(x_meta.slot), s1_meta.e.eq(x_meta.e),
                      s1_meta.first_e.eq(x_meta.e == 0),
                      s1_meta.last_e.eq(x_meta.e == n_entries - 1),
@@ -775,8 +861,8 @@ class KpuEngine(wiring.Component):
         return result
 
     # ------------------------------------------------------------------------------------------
-    def _coef_loader(self, m, d, start, done, w_addr, w_term, coef_wr, per_oc, lanes_active,
-                     oc0):
+    def _coef_loader(self, m, d, layer_start, start, done, w_addr, w_read, w_term, coef_wr,
+                     per_oc, lanes_active):
         """Copy the group's weights into the coefficient buffer, 8 bytes a cycle in, one entry
         (up to 9 bytes) a cycle out at most; sets ``w_term`` = ``(arg_w · Σw) >> shr_w`` of each
         lane as it completes.
@@ -785,11 +871,22 @@ class KpuEngine(wiring.Component):
         starts at byte ``pos`` of the first and, being at most 9 bytes, always ends within the
         second, so cutting it out is one 8-way selection of 72 bits (a byte-granular FIFO
         needs two 192-bit byte shifters).
+
+        Addresses come from additions only: the groups' runs follow each other from
+        ``para_start_addr``, and the end of the run is found by adding ``per_oc`` once per
+        lane, one lane a cycle from the start, ahead of the reads it bounds (a lane takes at
+        least a cycle to copy, and its first word two to arrive).
         """
         P = self._lanes
-        first = Signal(32)                  # byte address of the group's first weight
-        m.d.comb += first.eq(d.para_start_addr + oc0 * per_oc)
-        words_left = Signal(20)             # words still to read
+        weight_bytes = self._weight_words * WEIGHT_WORD_BYTES
+        # Byte addresses within the weight memory (the check rejects a layer beyond it).
+        first = Signal(range(weight_bytes + 1))     # the group's first weight
+        read_end = Signal(range(weight_bytes + 1))  # the byte after the lanes counted so far
+        read_lanes = Signal(range(P + 1))   # lanes counted in read_end
+        with m.If(layer_start):
+            m.d.sync += first.eq(d.para_start_addr)
+        with m.If(read_lanes < lanes_active):
+            m.d.sync += [read_end.eq(read_end + per_oc), read_lanes.eq(read_lanes + 1)]
         queue = [Signal(64, name=f"coef_word_{i}") for i in range(3)]
         count = Signal(range(4))            # words in the queue
         pos = Signal(3)                     # byte of queue[0] where the next entry starts
@@ -824,8 +921,9 @@ class KpuEngine(wiring.Component):
             m.d.sync += pos.eq(end[:3])
         # A read issued now arrives next cycle: issue it only if the queue will have room then
         # even if nothing is popped meanwhile.
-        with m.If(active & (words_left != 0) & (kept + arrive < 3)):
-            m.d.sync += [w_addr.eq(w_addr + 1), words_left.eq(words_left - 1), arrive.eq(1)]
+        with m.If(active & (Cat(Const(0, 3), w_addr) < read_end) & (kept + arrive < 3)):
+            m.d.comb += w_read.eq(1)
+            m.d.sync += [w_addr.eq(w_addr + 1), arrive.eq(1)]
         m.d.comb += [coef_wr.addr.eq(entry), coef_wr.en.eq(Mux(pop, 1 << lane, 0)),
                      coef_wr.data.eq(entry_bytes.replicate(P))]
         new_sum = Signal(W_SUM_BITS)
@@ -836,7 +934,8 @@ class KpuEngine(wiring.Component):
                 m.d.sync += [entry.eq(0), remaining.eq(per_oc), lane.eq(lane + 1), lane_sum.eq(0),
                              w_term[lane].eq((d.arg_w * new_sum) >> d.shr_w)]
                 with m.If(lane == lanes_active - 1):
-                    m.d.sync += active.eq(0)
+                    # Every lane is counted by now: the next group's run starts here.
+                    m.d.sync += [active.eq(0), first.eq(read_end)]
                     m.d.comb += done.eq(1)
             with m.Else():
                 m.d.sync += [entry.eq(entry + 1), remaining.eq(remaining - need)]
@@ -844,7 +943,7 @@ class KpuEngine(wiring.Component):
         with m.If(start):
             m.d.sync += [active.eq(1), w_addr.eq(first >> 3), pos.eq(first[:3]), count.eq(0),
                          lane.eq(0), entry.eq(0), remaining.eq(per_oc), lane_sum.eq(0),
-                         words_left.eq((first[:3] + lanes_active * per_oc + 7) >> 3)]
+                         read_end.eq(first + per_oc), read_lanes.eq(1)]
 
     # ------------------------------------------------------------------------------------------
     def _post(self, m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active, rows_done,

@@ -1,5 +1,8 @@
 """The KPU top: control registers, descriptor FIFO, KPU RAM, weight memory and the engine.
 
+With ``single_port_ram`` the KPU RAM and the weight memory are one iCE40 SPRAM: RAM words from
+row 0, weight words above them (:attr:`Kpu.weight_offset`).
+
 Registers (64-bit, K210 byte offsets; the bus addresses 64-bit words, ``offset // 8``):
 
 ====== ================== ==== ============================================================
@@ -33,8 +36,11 @@ from .layouts import DESCRIPTOR_WORDS, REASON_BITS, WORD_BITS
 from ..params import platform_family
 from .spram import SPRAM_COUNT, SPRAM_DEPTH, SPRAM_WIDTH, Ice40Spram
 
-#: KPU RAM word of the single-port (SPRAM) RAM: every SPRAM of an iCE40UP5K side by side.
+#: KPU RAM word of the single-port (SPRAM) RAM: every SPRAM of an iCE40UP5K side by side, as
+#: wide as a weight word.
 SPRAM_WORD_BYTES = SPRAM_COUNT * SPRAM_WIDTH // 8
+SPRAM_BYTES = SPRAM_WORD_BYTES * SPRAM_DEPTH
+assert SPRAM_WORD_BYTES == WEIGHT_WORD_BYTES
 
 __all__ = ["Register", "INT_DONE", "INT_ERROR", "INT_FIFO_LOW", "RegisterBusSignature",
            "HostMemorySignature", "Kpu"]
@@ -70,12 +76,13 @@ class RegisterBusSignature(wiring.Signature):
 
 
 class HostMemorySignature(wiring.Signature):
-    """Host access to a memory from the host's side: byte-enabled write (``w_en``); ``r_data``
-    is word ``addr`` of the previous cycle. Use only while the KPU is not busy."""
+    """Host access to a memory from the host's side: byte-enabled write of word ``addr``
+    (``w_en``), or a read of it (``r_en``): ``r_data`` is that word from the next cycle until
+    the next read. Use only while the KPU is not busy."""
     def __init__(self, addr_width, word_bytes):
         super().__init__({
             "addr": Out(addr_width), "w_en": Out(word_bytes), "w_data": Out(8 * word_bytes),
-            "r_data": In(8 * word_bytes),
+            "r_en": Out(1), "r_data": In(8 * word_bytes),
         })
 
 
@@ -91,10 +98,14 @@ class Kpu(wiring.Component):
     fifo_layers : int
         Descriptors the FIFO holds (12 words each).
     single_port_ram : bool
-        See :class:`.engine.KpuEngine`. The KPU RAM is then an :class:`.spram.Ice40Spram`:
-        SB_SPRAM256KA primitives with an iCE40 platform (Yosys does not infer SPRAM from a
-        memory), its behavioural twin otherwise; at most 128 KiB in words of 8 bytes. After a
-        host write, ``ram.r_data`` is undefined until the next cycle without a write.
+        See :class:`.engine.KpuEngine`. The KPU RAM and the weight memory are then one
+        :class:`.spram.Ice40Spram` (SB_SPRAM256KA primitives with an iCE40 platform, as Yosys
+        does not infer SPRAM from a memory; its behavioural twin otherwise) of words of 8
+        bytes: the KPU RAM from word 0, the weights from word :attr:`weight_offset`, at most
+        128 KiB together. The engine never reads a weight in a cycle it uses the KPU RAM. The
+        two host ports share the SPRAM's one port: use at most one of them in a cycle (a
+        ``weights`` access wins); ``r_data`` of both is the last word read through either, and
+        is undefined after a host write until the next read.
     ram_word_bytes, lanes, post_lanes, max_width, max_entries, platform, dsp_budget
         See :class:`.engine.KpuEngine`.
 
@@ -106,9 +117,16 @@ class Kpu(wiring.Component):
     ram : In(HostMemorySignature(...))
         KPU RAM words of ``ram_word_bytes``.
     ram_memory : Memory or None
-        The KPU RAM's memory, for simulations to load and read; ``None`` with SPRAM primitives.
+        The KPU RAM's memory (rows from 0), for simulations to load and read; ``None`` with
+        SPRAM primitives.
     weights : In(HostMemorySignature(...))
         Weight memory, 64-bit words (little-endian byte order within a word).
+    weight_memory : Memory or None
+        The memory holding the weights, for simulations: ``ram_memory`` itself with
+        ``single_port_ram``. Weight word ``i`` is its row ``weight_offset + i``.
+    weight_offset : int
+        Row of ``weight_memory`` holding weight word 0: ``ram_bytes // 8`` with
+        ``single_port_ram``, 0 otherwise.
 
     Raises
     ------
@@ -136,11 +154,11 @@ class Kpu(wiring.Component):
                 raise ValueError(f"FIFO depth must be a positive number of layers, not "
                                  f"{fifo_layers!r}")
             if single_port_ram and (ram_word_bytes != SPRAM_WORD_BYTES
-                                    or ram_bytes > SPRAM_WORD_BYTES * SPRAM_DEPTH):
-                raise ValueError(f"A single-port KPU RAM is iCE40 SPRAM: at most "
-                                 f"{SPRAM_WORD_BYTES * SPRAM_DEPTH} bytes in words of "
-                                 f"{SPRAM_WORD_BYTES} bytes, not {ram_bytes} bytes in words of "
-                                 f"{ram_word_bytes!r}")
+                                    or ram_bytes + weight_bytes > SPRAM_BYTES):
+                raise ValueError(f"A single-port KPU RAM shares iCE40 SPRAM with the weights: "
+                                 f"at most {SPRAM_BYTES} bytes together in words of "
+                                 f"{SPRAM_WORD_BYTES} bytes, not {ram_bytes} + {weight_bytes} "
+                                 f"bytes in words of {ram_word_bytes!r}")
             self._engine = KpuEngine(
                 ram_words=ram_bytes // ram_word_bytes, ram_word_bytes=ram_word_bytes,
                 weight_words=weight_bytes // WEIGHT_WORD_BYTES, lanes=lanes, post_lanes=post_lanes,
@@ -157,15 +175,17 @@ class Kpu(wiring.Component):
         if single_port_ram:
             # iCE40 SPRAM primitives on an iCE40 platform, their behavioural twin otherwise.
             self._spram = Ice40Spram(
-                ram_bytes // ram_word_bytes, ram_word_bytes,
+                (ram_bytes + weight_bytes) // SPRAM_WORD_BYTES, SPRAM_WORD_BYTES,
                 platform=platform if platform_family(platform) == "ice40" else None)
-            self.ram_memory = self._spram.memory
+            self.ram_memory = self.weight_memory = self._spram.memory
+            self.weight_offset = ram_bytes // SPRAM_WORD_BYTES
         else:
             self._spram = None
             self.ram_memory = memory.Memory(shape=unsigned(8 * ram_word_bytes),
                                             depth=ram_bytes // ram_word_bytes, init=[])
-        self.weight_memory = memory.Memory(shape=unsigned(64),
-                                           depth=weight_bytes // WEIGHT_WORD_BYTES, init=[])
+            self.weight_memory = memory.Memory(shape=unsigned(64),
+                                               depth=weight_bytes // WEIGHT_WORD_BYTES, init=[])
+            self.weight_offset = 0
         super().__init__({
             "bus": In(RegisterBusSignature()),
             "irq": Out(1),
@@ -180,7 +200,6 @@ class Kpu(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = engine = self._engine
-        m.submodules.weight_memory = wmem = self.weight_memory
         m.submodules.fifo = desc_fifo = fifo.SyncFIFOBuffered(width=WORD_BITS,
                                                               depth=self._fifo_words)
 
@@ -188,14 +207,24 @@ class Kpu(wiring.Component):
         busy = engine.busy
         if self._spram is not None:
             m.submodules.ram = spram = self._spram
-            # One address: the engine never reads while it writes (single_port_ram).
-            engine_addr = Mux(engine.ram_wr.en.any(), engine.ram_wr.addr, engine.ram_rd.addr)
+            # One address: the engine never reads while it writes, nor reads weights while it
+            # uses the KPU RAM (single_port_ram); the host uses one port at a time.
+            weight_addr = self.weight_offset + engine.w_rd.addr
+            engine_addr = Mux(engine.ram_wr.en.any(), engine.ram_wr.addr,
+                              Mux(engine.w_rd.en, weight_addr, engine.ram_rd.addr))
+            host_weights = Signal()
+            m.d.comb += host_weights.eq(self.weights.w_en.any() | self.weights.r_en)
+            host_addr = Mux(host_weights, self.weight_offset + self.weights.addr, self.ram.addr)
             m.d.comb += [
-                spram.addr.eq(Mux(busy, engine_addr, self.ram.addr)),
-                spram.r_en.eq(Mux(busy, engine.ram_rd.en, 1)),
-                engine.ram_rd.data.eq(spram.r_data), self.ram.r_data.eq(spram.r_data),
-                spram.w_data.eq(Mux(busy, engine.ram_wr.data, self.ram.w_data)),
-                spram.w_en.eq(Mux(busy, engine.ram_wr.en, self.ram.w_en)),
+                spram.addr.eq(Mux(busy, engine_addr, host_addr)),
+                spram.r_en.eq(Mux(busy, engine.ram_rd.en | engine.w_rd.en,
+                                  self.ram.r_en | self.weights.r_en)),
+                spram.w_data.eq(Mux(busy, engine.ram_wr.data,
+                                    Mux(host_weights, self.weights.w_data, self.ram.w_data))),
+                spram.w_en.eq(Mux(busy, engine.ram_wr.en,
+                                  Mux(host_weights, self.weights.w_en, self.ram.w_en))),
+                engine.ram_rd.data.eq(spram.r_data), engine.w_rd.data.eq(spram.r_data),
+                self.ram.r_data.eq(spram.r_data), self.weights.r_data.eq(spram.r_data),
             ]
         else:
             m.submodules.ram_memory = ram = self.ram_memory
@@ -203,21 +232,23 @@ class Kpu(wiring.Component):
             ram_wr = ram.write_port(granularity=8)
             m.d.comb += [
                 ram_rd.addr.eq(Mux(busy, engine.ram_rd.addr, self.ram.addr)),
-                ram_rd.en.eq(Mux(busy, engine.ram_rd.en, 1)),
+                ram_rd.en.eq(Mux(busy, engine.ram_rd.en, self.ram.r_en)),
                 engine.ram_rd.data.eq(ram_rd.data), self.ram.r_data.eq(ram_rd.data),
                 ram_wr.addr.eq(Mux(busy, engine.ram_wr.addr, self.ram.addr)),
                 ram_wr.data.eq(Mux(busy, engine.ram_wr.data, self.ram.w_data)),
                 ram_wr.en.eq(Mux(busy, engine.ram_wr.en, self.ram.w_en)),
             ]
-        w_rd = wmem.read_port()
-        w_wr = wmem.write_port(granularity=8)
-        m.d.comb += [
-            w_rd.addr.eq(Mux(busy, engine.w_rd.addr, self.weights.addr)),
-            engine.w_rd.data.eq(w_rd.data), self.weights.r_data.eq(w_rd.data),
-            w_wr.addr.eq(self.weights.addr),
-            w_wr.data.eq(self.weights.w_data),
-            w_wr.en.eq(Mux(busy, 0, self.weights.w_en)),
-        ]
+            m.submodules.weight_memory = wmem = self.weight_memory
+            w_rd = wmem.read_port()
+            w_wr = wmem.write_port(granularity=8)
+            m.d.comb += [
+                w_rd.addr.eq(Mux(busy, engine.w_rd.addr, self.weights.addr)),
+                w_rd.en.eq(Mux(busy, engine.w_rd.en, self.weights.r_en)),
+                engine.w_rd.data.eq(w_rd.data), self.weights.r_data.eq(w_rd.data),
+                w_wr.addr.eq(self.weights.addr),
+                w_wr.data.eq(self.weights.w_data),
+                w_wr.en.eq(Mux(busy, 0, self.weights.w_en)),
+            ]
 
         # Registers.
         int_raw = Signal(2)                 # layer done, layer rejected
@@ -275,22 +306,15 @@ class Kpu(wiring.Component):
             with m.Default():
                 m.d.sync += self.bus.r_data.eq(0)
 
-        # Descriptor assembly: 12 FIFO words into one engine transfer. FIFO_CTRL bit 0 drops
-        # the partial descriptor and drains every queued word.
-        words = Signal(DESCRIPTOR_WORDS * WORD_BITS)
-        count = Signal(range(DESCRIPTOR_WORDS + 1))
-        full = Signal()
-        m.d.comb += [full.eq(count == DESCRIPTOR_WORDS),
-                     pending.eq(busy | (count != 0) | desc_fifo.r_rdy),
-                     desc_fifo.r_en.eq(~full | draining),
-                     engine.desc.valid.eq(full & ~draining), engine.desc.payload.eq(words)]
-        with m.If(desc_fifo.r_rdy & ~full & ~draining):
-            m.d.sync += [words.eq(Cat(words[WORD_BITS:], desc_fifo.r_data)),
-                         count.eq(count + 1)]
-        with m.If(engine.desc.valid & engine.desc.ready):
-            m.d.sync += count.eq(0)
+        # Descriptor words go from the FIFO straight to the engine, which keeps the one copy.
+        # FIFO_CTRL bit 0 drops the engine's partial descriptor and drains every queued word.
+        m.d.comb += [pending.eq(busy | engine.partial | desc_fifo.r_rdy),
+                     engine.flush.eq(flush),
+                     engine.desc.valid.eq(desc_fifo.r_rdy & ~draining),
+                     engine.desc.payload.eq(desc_fifo.r_data),
+                     desc_fifo.r_en.eq(engine.desc.ready | draining)]
         with m.If(flush):
-            m.d.sync += [draining.eq(1), count.eq(0)]
+            m.d.sync += draining.eq(1)
         with m.Elif(draining & ~desc_fifo.r_rdy):
             m.d.sync += draining.eq(0)
         return m

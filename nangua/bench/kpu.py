@@ -32,13 +32,16 @@ __all__ = ["CONFIGS", "LAYERS", "REPORT", "make_kpu", "benchmark_layer", "measur
 #: engine 71 (coefficients 32 — 1,152 bits a cycle —, accumulators 24, line buffer 8, ...);
 #: a 256 KiB KPU RAM would need 32 more than the device has. DSPs: all 156 MULT18X18D, the
 #: post pipeline's wide products first (50), 106 of the 144 MAC products (38 in logic).
-#: iCE40: the KPU RAM is the UP5K's four SPRAMs side by side (64-bit words): 128 KiB, all of
-#: them, since half the depth would still take all four for the width.
+#: iCE40: the UP5K's four SPRAMs side by side (64-bit words, 128 KiB) hold the KPU RAM (96 KiB)
+#: and above it the weights (32 KiB). max_entries and max_width size the block RAM (30
+#: SB_RAM40_4K of 256 × 16 bits): line buffer 32 · 8 words of 128 bits (8), coefficients 72 bits
+#: (5), accumulators 25 bits and Σx 17 bits with two read ports each (8), pool row buffer (1),
+#: descriptor FIFO 64 bits (4). 64 entries would double the line buffer.
 CONFIGS = {
     "ecp5": dict(lanes=16, post_lanes=8, ram_word_bytes=16, max_width=64, max_entries=64,
                  ram_bytes=192 * 1024, weight_bytes=64 * 1024, platform="ecp5", dsp_budget=156),
-    "ice40": dict(lanes=1, post_lanes=1, ram_word_bytes=8, max_width=64, max_entries=64,
-                  single_port_ram=True, ram_bytes=128 * 1024, weight_bytes=16 * 1024,
+    "ice40": dict(lanes=1, post_lanes=1, ram_word_bytes=8, max_width=64, max_entries=32,
+                  single_port_ram=True, ram_bytes=96 * 1024, weight_bytes=32 * 1024,
                   platform="ice40"),
 }
 #: Benchmark layers: (kernel, input channels, output channels, width = height).
