@@ -95,7 +95,7 @@ class Kpu(wiring.Component):
         SB_SPRAM256KA primitives with an iCE40 platform (Yosys does not infer SPRAM from a
         memory), its behavioural twin otherwise; at most 128 KiB in words of 8 bytes. After a
         host write, ``ram.r_data`` is undefined until the next cycle without a write.
-    ram_word_bytes, lanes, post_lanes, max_width, max_entries, platform, dsp_budget
+    ram_word_bytes, lanes, post_lanes, max_width, max_entries, serial_post, platform, dsp_budget
         See :class:`.engine.KpuEngine`.
 
     Members
@@ -118,7 +118,7 @@ class Kpu(wiring.Component):
     """
     def __init__(self, *, ram_bytes=64 * 1024, weight_bytes=16 * 1024, fifo_layers=2,
                  ram_word_bytes=16, lanes=2, post_lanes=1, max_width=64, max_entries=64,
-                 single_port_ram=False, platform=None, dsp_budget=None):
+                 single_port_ram=False, serial_post=False, platform=None, dsp_budget=None):
         try:
             if (isinstance(ram_bytes, bool) or not isinstance(ram_bytes, int)
                     or not LINE_BYTES <= ram_bytes <= 2 * 1024 * 1024
@@ -145,7 +145,8 @@ class Kpu(wiring.Component):
                 ram_words=ram_bytes // ram_word_bytes, ram_word_bytes=ram_word_bytes,
                 weight_words=weight_bytes // WEIGHT_WORD_BYTES, lanes=lanes, post_lanes=post_lanes,
                 max_width=max_width, max_entries=max_entries,
-                single_port_ram=single_port_ram, platform=platform, dsp_budget=dsp_budget)
+                single_port_ram=single_port_ram, serial_post=serial_post, platform=platform,
+                dsp_budget=dsp_budget)
         except ValueError:
             self._MustUse__silence = True   # a rejected object is not an unused design
             raise
