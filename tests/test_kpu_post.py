@@ -166,8 +166,9 @@ def _edge_layer(rng, out_channels=4, size=16):
                          depthwise=False, pad_value=0, **args)
     v = model.batchnorm(acc, bn)
     # Mostly ascending (an unsorted table is mostly shadowed by its last small start), with
-    # two pairs swapped; the largest start first, so it never qualifies.
-    starts = sorted(rng.sample(sorted(set(v.ravel().tolist())), 12) + [-2 ** 35, 0, 1])
+    # two pairs swapped; the largest start first, so it never qualifies, and the values below
+    # every other start fall back to it.
+    starts = sorted(rng.sample(sorted(set(v.ravel().tolist())), 12) + [-2 ** 34, 0, 1])
     for i in rng.sample(range(1, 14), 2):
         starts[i], starts[i + 1] = starts[i + 1], starts[i]
     starts = [2 ** 35 - 1] + starts
