@@ -21,6 +21,9 @@ WEIGHT_BYTES = 2048
 CONFIGS = {
     "l2w16": dict(lanes=2, post_lanes=2, ram_word_bytes=16, max_width=16, max_entries=8),
     "l3w8": dict(lanes=3, ram_word_bytes=8, max_width=24, max_entries=8, single_port_ram=True),
+    # One lane, serial post (the iCE40 configuration's engine).
+    "l1w8s": dict(lanes=1, ram_word_bytes=8, max_width=24, max_entries=8, single_port_ram=True,
+                  serial_post=True),
 }
 
 
@@ -83,7 +86,7 @@ def test_depthwise(kernel_size):
 
 
 # Odd sizes; five output channels make several groups (three of 2 lanes, two of 3).
-READ_SHAPES = {"l2w16": (3, 5, 7, 11), "l3w8": (3, 5, 5, 19)}  # (C, O, H, W)
+READ_SHAPES = {"l2w16": (3, 5, 7, 11), "l3w8": (3, 5, 5, 19), "l1w8s": (3, 2, 4, 13)}  # C,O,H,W
 
 
 @pytest.mark.parametrize("depthwise", [False, True], ids=["plain", "depthwise"])

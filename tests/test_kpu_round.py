@@ -1,5 +1,5 @@
-"""The post pipeline's rounding shift + bias + clamp (``KpuEngine._round_clamp``) against the
-golden model's :func:`~nangua.hdl.kpu.model.rounding_shift`, on the values where a cheaper
+"""The post stage's rounding shift + bias + clamp (:func:`nangua.hdl.kpu.post.round_clamp`)
+against the golden model's :func:`~nangua.hdl.kpu.model.rounding_shift`, on the values where a cheaper
 circuit goes wrong: exact halves, odd and even quotients, quotients at the edge of the window
 the circuit keeps, shifts past the width of ``t``."""
 
@@ -10,7 +10,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from nangua.hdl.kpu import model
-from nangua.hdl.kpu.engine import ACC_BITS, KpuEngine
+from nangua.hdl.kpu.post import ACC_BITS, round_clamp
 
 T_BITS = ACC_BITS + 17      # (v − x_start) · y_mul, as in the post pipeline
 
@@ -40,7 +40,7 @@ def test_round_clamp_matches_model():
     m = Module()
     t, shift, bias = Signal(signed(T_BITS)), Signal(6), Signal(8)
     y = Signal(8)
-    m.d.comb += y.eq(KpuEngine._round_clamp(m, t, shift, bias, 0))
+    m.d.comb += y.eq(round_clamp(m, t, shift, bias, 0))
     values = cases(random.Random("round-clamp"), 3000)
     ts, shifts, biases = (np.array(column, dtype=np.int64) for column in zip(*values))
     expected = np.clip(model.rounding_shift(ts, shifts) + biases, 0, 255)

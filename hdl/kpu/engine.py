@@ -15,35 +15,30 @@ leaves, and ``lanes × 9`` products are accumulated into ``acc[lane][x]``. While
 output bytes.
 """
 
-from amaranth.hdl import (Array, Cat, Const, EnableInserter, Module, Mux, Signal, signed,
-                          unsigned)
-from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import platform_family
-from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType
+from . import post
+from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES
 from .featuremap import LINE_BYTES
 from .layouts import (ActSegmentLayout, BatchNormLayout, DESCRIPTOR_WORDS, DescriptorLayout,
                       GatewareReason, REASON_BITS, WORD_BITS)
 from .mac import LATENCY as MAC_LATENCY
 from .mac import TAPS, MacArray
-from .widemul import LATENCY as WIDE_LATENCY
-from .widemul import WideMul, dsp_count
+from .post import ACC_BITS, SEGMENTS
+from .widemul import dsp_count
 
 __all__ = ["KpuEngine"]
 
-ACC_BITS = 36           # conv and batch-norm results wrap to signed 36 bits, as in nncase
 W_SUM_BITS = 24         # Σ w of one output channel
-POOL_BITS = 12          # sum of 16 uint8 values
 #: Rows of accumulators: the row being computed, the row being post-processed, and one more so
 #: that compute never waits for post at row boundaries when the two take equally long (1×1).
 ACC_ROWS = 3
 WEIGHT_WORD_BYTES = 8   # the weight memory is 64-bit words (one side-table entry each)
-SEGMENTS = 16
 
-
-#: ``pool_type`` as a signal shape, with the members of the one definition, ``PoolType``.
-_Pool = enum.Enum("Pool", {member.name: member.value for member in PoolType})
+_Pool = post.Pool
 
 
 def _x_sum_bits(max_entries):
@@ -89,6 +84,12 @@ class KpuEngine(wiring.Component):
         read a weight in a cycle that uses the KPU RAM (the activation table and batch-norm
         entries load before a group computes, not while it does), so that one address port
         serves the KPU RAM and the weights, as an iCE40 SPRAM holding both needs.
+    serial_post : bool
+        Only with one lane: post-process one output every :data:`.post.SERIAL_PERIOD` (16)
+        cycles through one 16×16 multiplier (an SB_MAC16 on iCE40), the activation table in
+        block RAM (:func:`.post.serial_front_end`), instead of the pipeline of wide products
+        (:func:`.post.parallel_front_end`). A 3×3 layer of 16 or more input channels keeps the
+        MAC array busy; layers with fewer MACs per output wait for post.
     platform : platform or None
         DSP primitives when given (:class:`.mac.MacArray`, :class:`.widemul.WideMul`),
         behavioural multipliers otherwise.
@@ -127,7 +128,8 @@ class KpuEngine(wiring.Component):
 
     Throughput: one column per cycle (``9 × lanes`` MACs) while a row sweeps; between weight
     groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles); the post
-    pipeline handles ``post_lanes`` outputs a cycle. A rejected descriptor takes 4 cycles.
+    pipeline handles ``post_lanes`` outputs a cycle (one per 16 cycles with ``serial_post``).
+    A rejected descriptor takes 4 cycles.
 
     KPU RAM reads: every input byte is read once per layer pass, a pass being the sweep of one
     group of ``lanes`` output channels (one channel for depthwise layers): a layer with ``O``
@@ -143,11 +145,13 @@ class KpuEngine(wiring.Component):
     ``done``, ``error`` and ``reason`` and changes nothing.
     """
     def __init__(self, *, ram_words, ram_word_bytes=16, weight_words, lanes=2, post_lanes=1,
-                 max_width=64, max_entries=64, single_port_ram=False, platform=None,
-                 dsp_budget=None):
+                 max_width=64, max_entries=64, single_port_ram=False, serial_post=False,
+                 platform=None, dsp_budget=None):
         try:
             self._check_parameters(ram_words, ram_word_bytes, weight_words, lanes, post_lanes,
                                    max_width, max_entries)
+            if serial_post and lanes != 1:
+                raise ValueError(f"Serial post needs one lane, not {lanes!r}")
             self._ecp5 = platform_family(platform) == "ecp5"
             self._mac_dsps = None
             if dsp_budget is not None and self._ecp5:
@@ -163,6 +167,7 @@ class KpuEngine(wiring.Component):
         self._lanes = lanes
         self._post_lanes = post_lanes
         self._single_port_ram = bool(single_port_ram)
+        self._serial_post = bool(serial_post)
         self._max_width = max_width
         self._max_entries = max_entries
         self._platform = platform
@@ -205,6 +210,7 @@ class KpuEngine(wiring.Component):
     lanes = property(lambda self: self._lanes)
     post_lanes = property(lambda self: self._post_lanes)
     single_port_ram = property(lambda self: self._single_port_ram)
+    serial_post = property(lambda self: self._serial_post)
     max_width = property(lambda self: self._max_width)
     max_entries = property(lambda self: self._max_entries)
     ram_word_bytes = property(lambda self: self._ram_word_bytes)
@@ -299,10 +305,7 @@ class KpuEngine(wiring.Component):
         m.d.comb += lanes_active.eq(Mux(OC - oc0 < group_size, OC - oc0, group_size))
 
         # Activation table and per-lane batch-norm, Σw.
-        xs = Array(Signal(signed(36), name=f"act_x_start_{s}") for s in range(SEGMENTS))
-        ym = Array(Signal(signed(16), name=f"act_y_mul_{s}") for s in range(SEGMENTS))
-        ash = Array(Signal(6, name=f"act_shift_{s}") for s in range(SEGMENTS))
-        abias = Array(Signal(8, name=f"act_bias_{s}") for s in range(SEGMENTS))
+        act = post.MemoryActTable() if self._serial_post else post.FlopActTable()
         bn_mul = Array(Signal(signed(24), name=f"bn_mul_{j}") for j in range(P))
         bn_add = Array(Signal(signed(32), name=f"bn_add_{j}") for j in range(P))
         bn_shift = Array(Signal(4, name=f"bn_shift_{j}") for j in range(P))
@@ -331,7 +334,7 @@ class KpuEngine(wiring.Component):
         group_done = Signal()               # compute and post of the group have drained
         w_addr = Signal(range(self._weight_words + 1))    # weight word address being read
         w_read = Signal()                   # a weight memory word is read this cycle
-        w_count = Signal(range(max(P, SEGMENTS + 2) + 1))
+        w_count = Signal(range(max(P, act.load_steps) + 1))
         w_arrive = Signal()                 # the read issued last cycle returns this cycle
         w_index = Signal.like(w_count)
         m.d.sync += [w_arrive.eq(0), self.done.eq(0)]
@@ -428,20 +431,13 @@ class KpuEngine(wiring.Component):
                         m.d.sync += w_addr.eq((d.bwsx_base_addr >> 3) + oc0)
                         m.next = "BN"
             with m.State("ACT"):
-                with m.If(w_count < SEGMENTS + 2):
+                with m.If(w_count < act.load_steps):
                     m.d.comb += w_read.eq(1)
-                    m.d.sync += [w_addr.eq(w_addr + 1), w_count.eq(w_count + 1),
-                                 w_arrive.eq(1), w_index.eq(w_count)]
+                    m.d.sync += [w_addr.eq((d.active_addr >> 3) + act.load_word(w_count + 1)),
+                                 w_count.eq(w_count + 1), w_arrive.eq(1), w_index.eq(w_count)]
                 with m.If(w_arrive):
-                    seg = ActSegmentLayout(self.w_rd.data)
-                    with m.If(w_index < SEGMENTS):
-                        m.d.sync += [xs[w_index].eq(seg.x_start), ym[w_index].eq(seg.y_mul),
-                                     ash[w_index].eq(Mux(seg.shift > 63, 63, seg.shift))]
-                    for half in range(2):
-                        with m.If(w_index == SEGMENTS + half):
-                            m.d.sync += [abias[8 * half + b].eq(self.w_rd.data.word_select(b, 8))
-                                         for b in range(8)]
-                    with m.If(w_index == SEGMENTS + 1):
+                    act.write(m, w_index, self.w_rd.data)
+                    with m.If(w_index == act.load_steps - 1):
                         m.d.sync += [w_addr.eq((d.bwsx_base_addr >> 3) + oc0), w_count.eq(0)]
                         m.next = "BN"
             with m.State("BN"):
@@ -749,10 +745,16 @@ class KpuEngine(wiring.Component):
             m.d.sync += rows_done.eq(rows_done + 1)
 
         # ---- post: conv args, batch-norm, activation, pool, write back --------------------
-        post_idle = self._post(m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active,
-                               rows_done, rows_freed, run_start, acc_post, xsum_post,
-                               xs, ym, ash, abias, bn_mul, bn_add, bn_shift, w_term, add_term,
-                               tables_ready, ram_read if self._single_port_ram else Const(0))
+        ctx = post.PostContext(
+            d=d, W=W, H=H, OW=OW, OH=OH, pool=pool, out_shift=out_shift, oc0=oc0,
+            group_size=group_size, lanes_active=lanes_active, rows_done=rows_done,
+            rows_freed=rows_freed, run_start=run_start, acc_post=acc_post, xsum_post=xsum_post,
+            act=act, bn_mul=bn_mul, bn_add=bn_add, bn_shift=bn_shift, w_term=w_term,
+            add_term=add_term, tables_ready=tables_ready, acc_rows=ACC_ROWS,
+            port_taken=ram_read if self._single_port_ram else Const(0), ram_wr=self.ram_wr)
+        post_idle = post.build_post(m, ctx, lanes=P, post_lanes=self._post_lanes,
+                                    ram_word_bytes=B, max_width=WMAX, serial=self._serial_post,
+                                    platform=self._platform)
 
         compute_idle = Signal()
         m.d.comb += compute_idle.eq(~feeding & (fill_state == 0) & ~x_valid & ~flush_pending
@@ -944,335 +946,3 @@ class KpuEngine(wiring.Component):
             m.d.sync += [active.eq(1), w_addr.eq(first >> 3), pos.eq(first[:3]), count.eq(0),
                          lane.eq(0), entry.eq(0), remaining.eq(per_oc), lane_sum.eq(0),
                          read_end.eq(first + per_oc), read_lanes.eq(1)]
-
-    # ------------------------------------------------------------------------------------------
-    def _post(self, m, d, W, H, OW, OH, pool, out_shift, oc0, lanes_active, rows_done,
-              rows_freed, run_start, acc_post, xsum_post, xs, ym, ash, abias, bn_mul, bn_add,
-              bn_shift, w_term, add_term, tables_ready, port_taken):
-        """Post pipeline, ``post_lanes`` output channels a cycle at the same pixel.
-
-        The whole pipeline (a submodule under an :class:`EnableInserter`) stalls while the
-        write bank is still draining the previous words; returns a signal that is 1 when it
-        has nothing left to do.
-        """
-        P = self._lanes
-        Q = self._post_lanes
-        NG = P // Q                         # lane groups
-        B = self._ram_word_bytes
-        WMAX = self._max_width
-        log_b = B.bit_length() - 1
-        mp = Module()
-        stall = Signal()
-        m.submodules.post = EnableInserter(~stall)(mp)
-        m.d.comb += [acc_post.en.eq(~stall), xsum_post.en.eq(~stall)]
-
-        Kind = data.StructLayout({"valid": 1, "xpad": 1, "ypad": 1})
-        Meta = data.StructLayout({"kind": Kind, "g": range(NG), "lanes": Q,
-                                  "x": range(WMAX + 1), "y": 10})
-        s1_pool = (pool == _Pool.MEAN_2_S1) | (pool == _Pool.MAX_2_S1)
-
-        # Sequencer: rows in order; lane groups; columns (+ pad column / pad row, s1 pools).
-        py = Signal(10)
-        pslot = Signal(range(ACC_ROWS))     # accumulator row of py
-        pg = Signal(range(NG + 1))
-        px = Signal(range(WMAX + 2))
-        posting = Signal()
-        with mp.If(run_start):
-            mp.d.sync += [py.eq(0), pslot.eq(0), pg.eq(0), px.eq(0), posting.eq(1),
-                          rows_freed.eq(0)]
-        last_x = Mux(s1_pool & (py < H), W, W - 1)
-        last_g = Signal(range(NG))
-        m.d.comb += last_g.eq((lanes_active - 1) // Q)
-        row_ready = tables_ready & ((py < rows_done) | (py == H))
-        issue = Signal()
-        m0 = Signal(Meta)
-        mp.d.comb += [issue.eq(posting & row_ready),
-                      m0.kind.valid.eq(issue), m0.kind.xpad.eq(px == W),
-                      m0.kind.ypad.eq(py == H), m0.g.eq(pg), m0.x.eq(px), m0.y.eq(py)]
-        mp.d.comb += [m0.lanes[q].eq(pg * Q + q < lanes_active) for q in range(Q)]
-        addr = pslot * WMAX + px
-        mp.d.comb += [acc_post.addr.eq(addr), xsum_post.addr.eq(addr)]
-        with mp.If(issue):
-            with mp.If(px == last_x):
-                mp.d.sync += px.eq(0)
-                with mp.If(pg == last_g):
-                    mp.d.sync += pg.eq(0)
-                    with mp.If(py < H):
-                        mp.d.sync += rows_freed.eq(rows_freed + 1)
-                    with mp.If((py == H) | ((py == H - 1) & ~s1_pool)):
-                        mp.d.sync += posting.eq(0)
-                    with mp.Else():
-                        mp.d.sync += [py.eq(py + 1),
-                                      pslot.eq(_next_slot(pslot))]
-                with mp.Else():
-                    mp.d.sync += pg.eq(pg + 1)
-            with mp.Else():
-                mp.d.sync += px.eq(px + 1)
-
-        stages = [m0]
-
-        def stage(name):
-            meta = Signal(Meta, name=f"post_meta_{name}")
-            mp.d.sync += meta.eq(stages[-1])
-            stages.append(meta)
-            return meta
-
-        def lane(array, g, q):
-            """Element ``g·Q + q`` of a per-lane Array."""
-            return Array(array[gg * Q + q] for gg in range(NG))[g]
-
-        # Stages of one output (``stages[n]`` holds the meta of stage n): 1 the accumulator and Σx
-        # memories answer; 1 + L the x term's product; A the conv result; V batch-norm; S the
-        # segment; D the segment's values; U the activation byte. L = a WideMul's latency.
-        L = WIDE_LATENCY
-
-        def delayed(value, cycles, name):
-            """``value`` registered ``cycles`` times (to meet a product of a WideMul)."""
-            for n in range(cycles):
-                reg = Signal(value.shape(), name=f"{name}_d{n}")
-                mp.d.sync += reg.eq(value)
-                value = reg
-            return value
-
-        def wide_mul(name, a, b):
-            """``a × b`` of a :class:`.widemul.WideMul` in DSPs where the platform has them,
-            stalling with the pipeline; the product comes ``WIDE_LATENCY`` cycles later."""
-            mul = WideMul(a.shape(), b.shape(), platform=self._platform)
-            mp.submodules[name] = mul
-            mp.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.en.eq(~stall)]
-            return mul.p
-
-        for n in range(1, 2 + L):
-            stage(f"p{n}")
-        x_prod = wide_mul("x_mul", d.arg_x, xsum_post.data)
-        x_term = Signal(signed(48))
-        mp.d.comb += x_term.eq(x_prod >> d.shr_x)
-        acc_v = [delayed(lane(acc_post.data, stages[1].g, q), L, f"post_acc_{q}") for q in range(Q)]
-        w_v = [delayed(lane(w_term, stages[1].g, q), L, f"post_w_{q}") for q in range(Q)]
-        A = 2 + L                           # stage of the conv result (alu)
-        V = A + L + 1                       # batch-norm result
-        S = V + 1                           # segment found
-        D = S + 1                           # (v − x_start), y_mul, shift, bias
-        U = D + L + 1                       # activation byte
-        for n in range(2 + L, U + 1):
-            stage(f"p{n}")
-        p_u = []
-        for q in range(Q):
-            alu = Signal(signed(ACC_BITS), name=f"post_alu_{q}")
-            mp.d.sync += alu.eq((acc_v[q] + x_term + w_v[q] + add_term)[:ACC_BITS].as_signed())
-            # (alu · mul) >> shift wraps to ACC_BITS: product bits above ACC_BITS + 14 (the
-            # largest shift, 15, plus the result) cannot reach it.
-            bn_prod = wide_mul(f"bn_mul_{q}", alu, lane(bn_mul, stages[A].g, q))[:ACC_BITS + 15]
-            shift = delayed(lane(bn_shift, stages[A].g, q), L, f"post_bn_shift_{q}")
-            add = delayed(lane(bn_add, stages[A].g, q), L, f"post_bn_add_{q}")
-            v = Signal(signed(ACC_BITS), name=f"post_v_{q}")
-            mp.d.sync += v.eq(((bn_prod >> shift) + add)[:ACC_BITS].as_signed())
-            v_s = Signal(signed(ACC_BITS), name=f"post_v_s_{q}")
-            above = Signal(SEGMENTS, name=f"post_above_{q}")
-            mp.d.sync += [v_s.eq(v)]
-            mp.d.sync += [above[s].eq(v > xs[s]) for s in range(SEGMENTS)]
-            idx = Signal(4, name=f"post_segment_{q}")
-            for s in range(SEGMENTS):       # the last segment whose x_start < v; 0 if none
-                with mp.If(above[s]):
-                    mp.d.comb += idx.eq(s)
-            dv = Signal(signed(ACC_BITS + 1), name=f"post_dv_{q}")
-            y_mul = Signal(signed(16), name=f"post_y_mul_{q}")
-            sh = Signal(6, name=f"post_act_shift_{q}")
-            bias = Signal(8, name=f"post_bias_{q}")
-            mp.d.sync += [dv.eq(v_s - xs[idx]), y_mul.eq(ym[idx]), sh.eq(ash[idx]),
-                          bias.eq(abias[idx])]
-            t = wide_mul(f"act_mul_{q}", dv, y_mul)
-            u = Signal(8, name=f"post_u_{q}")
-            mp.d.sync += u.eq(self._round_clamp(mp, t, delayed(sh, L, f"post_act_shift_{q}"),
-                                                delayed(bias, L, f"post_bias_{q}"), q))
-            p_u.append(u)
-        mu = stages[U]
-
-        # Pool Q0 (stage U: meta mu, activation bytes p_u): horizontal combine, pick, or bypass;
-        # issue the row-buffer read.
-        is_max = (pool == _Pool.MAX_2_S2) | (pool == _Pool.MAX_4_S4) | (pool == _Pool.MAX_2_S1)
-        block2 = (pool == _Pool.MAX_2_S2) | (pool == _Pool.MEAN_2_S2)
-        block4 = (pool == _Pool.MAX_4_S4) | (pool == _Pool.MEAN_4_S4)
-
-        def op(a, b):
-            return Mux(is_max, Mux(a > b, a, b), a + b)
-
-        mp.submodules.pbuf = pbuf = memory.Memory(
-            shape=data.ArrayLayout(POOL_BITS, Q), depth=NG * WMAX, init=[])
-        pbuf_wr = pbuf.write_port()
-        pbuf_rd = pbuf.read_port(transparent_for=(pbuf_wr,))
-        hacc = [Signal(POOL_BITS, name=f"hacc_{q}") for q in range(Q)]
-        prev_u = [Signal(8, name=f"prev_u_{q}") for q in range(Q)]
-        q_valid = Signal()                  # H-token for the vertical stage
-        q_g = Signal(range(NG))
-        q_lanes = Signal(Q)
-        q_ox = Signal(range(WMAX + 1))
-        q_y = Signal(10)
-        q_h = [Signal(POOL_BITS, name=f"q_h_{q}") for q in range(Q)]
-        q_ypad = Signal()
-        o_valid = Signal()                  # output bytes of one pixel, ``Q`` lanes
-        o_g = Signal(range(NG))
-        o_lanes = Signal(Q)
-        o_ox = Signal(range(WMAX + 1))
-        o_oy = Signal(10)
-        o_byte = [Signal(8, name=f"o_byte_{q}") for q in range(Q)]
-        mp.d.sync += [q_valid.eq(0), o_valid.eq(0)]
-        xq = mu.x
-        yq = mu.y
-
-        def out(ox, oy, values, g, lanes):
-            mp.d.sync += [o_valid.eq(1), o_g.eq(g), o_lanes.eq(lanes), o_ox.eq(ox),
-                          o_oy.eq(oy)]
-            mp.d.sync += [o_byte[q].eq(values[q]) for q in range(Q)]
-
-        def h_token(ox, values, ypad):
-            mp.d.sync += [q_valid.eq(1), q_g.eq(mu.g), q_lanes.eq(mu.lanes), q_ox.eq(ox),
-                          q_y.eq(yq), q_ypad.eq(ypad)]
-            mp.d.sync += [q_h[q].eq(values[q]) for q in range(Q)]
-            mp.d.comb += pbuf_rd.addr.eq(mu.g * WMAX + ox)
-
-        with mp.If(mu.kind.valid):
-            with mp.Switch(pool):
-                with mp.Case(_Pool.BYPASS):
-                    out(xq, yq, p_u, mu.g, mu.lanes)
-                with mp.Case(_Pool.LEFT_TOP_2_S2, _Pool.RIGHT_TOP_2_S2, _Pool.LEFT_TOP_4_S4):
-                    sh = Mux(pool == _Pool.LEFT_TOP_4_S4, 2, 1)
-                    kmask = Mux(pool == _Pool.LEFT_TOP_4_S4, 3, 1)
-                    want_x = Mux(pool == _Pool.RIGHT_TOP_2_S2, 1, 0)
-                    with mp.If(((xq & kmask) == want_x) & ((yq & kmask) == 0)
-                               & ((xq >> sh) < OW) & ((yq >> sh) < OH)):
-                        out(xq >> sh, yq >> sh, p_u, mu.g, mu.lanes)
-                with mp.Case(_Pool.MAX_2_S2, _Pool.MEAN_2_S2, _Pool.MAX_4_S4, _Pool.MEAN_4_S4):
-                    kmask = Mux(block4, 3, 1)
-                    sh = Mux(block4, 2, 1)
-                    new_h = [Mux((xq & kmask) == 0, p_u[q], op(hacc[q], p_u[q]))
-                             for q in range(Q)]
-                    mp.d.sync += [hacc[q].eq(new_h[q]) for q in range(Q)]
-                    with mp.If((xq & kmask) == kmask):
-                        h_token(xq >> sh, new_h, 0)
-                with mp.Case(_Pool.MEAN_2_S1, _Pool.MAX_2_S1):
-                    with mp.If(mu.kind.ypad):
-                        h_token(xq, [0] * Q, 1)
-                    with mp.Else():
-                        cur = [Mux(mu.kind.xpad, Mux(is_max, 0, prev_u[q]), p_u[q])
-                               for q in range(Q)]
-                        mp.d.sync += [prev_u[q].eq(p_u[q]) for q in range(Q)]
-                        with mp.If(xq != 0):
-                            h_token(xq - 1, [op(prev_u[q], cur[q]) for q in range(Q)], 0)
-
-        # Pool Q1: vertical combine with the row buffer.
-        pb = pbuf_rd.data
-        mp.d.comb += pbuf_wr.addr.eq(q_g * WMAX + q_ox)
-        with mp.If(q_valid):
-            with mp.If(block2 | block4):
-                kmask = Mux(block4, 3, 1)
-                sh = Mux(block4, 2, 1)
-                vr = q_y & kmask
-                new_v = [Mux(vr == 0, q_h[q], op(pb[q], q_h[q])) for q in range(Q)]
-                mp.d.comb += pbuf_wr.en.eq(1)
-                mp.d.comb += [pbuf_wr.data[q].eq(new_v[q]) for q in range(Q)]
-                mean_shift = Mux(block4, 4, 2)
-                with mp.If((vr == kmask) & (q_ox < OW) & ((q_y >> sh) < OH)):
-                    out(q_ox, q_y >> sh,
-                        [Mux(is_max, new_v[q], new_v[q] >> mean_shift) for q in range(Q)],
-                        q_g, q_lanes)
-            with mp.Else():                 # stride-1 2×2
-                with mp.If(q_ypad):
-                    out(q_ox, q_y - 1, [Mux(is_max, pb[q], (pb[q] + pb[q]) >> 2)
-                                        for q in range(Q)], q_g, q_lanes)
-                with mp.Else():
-                    mp.d.comb += pbuf_wr.en.eq(1)
-                    mp.d.comb += [pbuf_wr.data[q].eq(q_h[q]) for q in range(Q)]
-                    with mp.If(q_y != 0):
-                        out(q_ox, q_y - 1,
-                            [Mux(is_max, op(pb[q], q_h[q]), (pb[q] + q_h[q]) >> 2)
-                             for q in range(Q)], q_g, q_lanes)
-
-        # Coalescer: each lane gathers the bytes of one RAM word of its output row, then the
-        # ``Q`` words move to the write bank, which writes one a cycle. Every lane's row starts
-        # 16-byte aligned, so all lanes cross word boundaries at the same column.
-        c_data = [Signal(8 * B, name=f"c_data_{q}") for q in range(Q)]
-        c_mask = [Signal(B, name=f"c_mask_{q}") for q in range(Q)]
-        pos = o_ox[:log_b]
-        new_data = [Signal(8 * B, name=f"c_new_data_{q}") for q in range(Q)]
-        new_mask = [Signal(B, name=f"c_new_mask_{q}") for q in range(Q)]
-        for q in range(Q):
-            mp.d.comb += [new_data[q].eq(c_data[q]), new_mask[q].eq(c_mask[q])]
-            mp.d.comb += [new_data[q].word_select(pos, 8).eq(o_byte[q]),
-                          new_mask[q].bit_select(pos, 1).eq(o_lanes[q])]
-        flush = Signal()
-        mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | (o_ox == OW - 1)))
-        with mp.If(o_valid):
-            with mp.If(flush):
-                mp.d.sync += [c_mask[q].eq(0) for q in range(Q)]
-            with mp.Else():
-                mp.d.sync += [c_data[q].eq(new_data[q]) for q in range(Q)]
-                mp.d.sync += [c_mask[q].eq(new_mask[q]) for q in range(Q)]
-
-        # Write bank (outside the stalled pipeline).
-        bank_busy = Signal()
-        bank_q = Signal(range(Q))
-        bank_g = Signal(range(NG))
-        bank_oy = Signal(10)
-        bank_word = Signal(range(WMAX // B + 2))
-        bank_data = Array(Signal(8 * B, name=f"bank_data_{q}") for q in range(Q))
-        bank_mask = Array(Signal(B, name=f"bank_mask_{q}") for q in range(Q))
-        bank_last = Signal()
-        bank_go = Signal()                  # the bank writes a word this cycle
-        m.d.comb += [bank_go.eq(bank_busy & ~port_taken),
-                     bank_last.eq(bank_go & (bank_q == Q - 1)),
-                     stall.eq(flush & bank_busy & ~bank_last)]
-        with m.If(bank_go):
-            m.d.sync += bank_q.eq(bank_q + 1)
-            with m.If(bank_last):
-                m.d.sync += [bank_busy.eq(0), bank_q.eq(0)]
-        with m.If(flush & ~stall):
-            m.d.sync += [bank_busy.eq(1), bank_q.eq(0), bank_g.eq(o_g), bank_oy.eq(o_oy),
-                         bank_word.eq(o_ox >> log_b)]
-            m.d.sync += [bank_data[q].eq(new_data[q]) for q in range(Q)]
-            m.d.sync += [bank_mask[q].eq(new_mask[q]) for q in range(Q)]
-        oc = oc0 + bank_g * Q + bank_q
-        line = (d.image_dst_addr + (oc >> out_shift) * d.wb_channel_switch_addr
-                + bank_oy * d.wb_row_switch_addr)
-        out_pitch_shift = Signal(3)
-        out_slot = Signal(2)
-        m.d.comb += [out_pitch_shift.eq(6 - out_shift),
-                     out_slot.eq(oc & Mux(out_shift == 2, 3, Mux(out_shift == 1, 1, 0)))]
-        byte = line * LINE_BYTES + (out_slot << out_pitch_shift) + bank_word * B
-        m.d.comb += [self.ram_wr.addr.eq(byte >> log_b), self.ram_wr.data.eq(bank_data[bank_q]),
-                     self.ram_wr.en.eq(Mux(bank_go, bank_mask[bank_q], 0))]
-
-        idle = Signal()
-        m.d.comb += idle.eq(~posting & ~Cat(s.kind.valid for s in stages[1:]).any()
-                            & ~q_valid & ~o_valid & ~bank_busy)
-        return idle
-
-    @staticmethod
-    def _round_clamp(m, t, shift, bias, q):
-        """nncase's rounding shift of ``t`` (floor, then + sign when the fraction is above one
-        half, or exactly one half with an odd quotient), plus ``bias``, clamped to uint8.
-
-        Only what the uint8 result depends on is computed: 9 bits of the quotient ``q``, the
-        rounding bit below them, whether any lower bit is set, and whether ``q`` fits in 9
-        signed bits at all. If it does not, the result is fixed by the sign of ``t``: ``q`` ≥
-        256 gives 255, ``q`` ≤ −257 gives at most −257 + 1 + 255 < 0, so 0 (8 bits would not
-        do: ``q`` = 200 must give 200 + ``bias``). A full-width shift and fraction compare
-        cost about three times the logic.
-        """
-        n = len(t)
-        INTEGRAL = 9
-        sign = t[n - 1]
-        # Bit 0: t[shift − 1] (0 when shift is 0); bits 1..INTEGRAL: (t >> shift)[0:INTEGRAL].
-        window = Signal(INTEGRAL + 1, name=f"round_window_{q}")
-        m.d.comb += window.eq((Cat(Const(0, 1), t).as_signed() >> shift)[:INTEGRAL + 1])
-        integral = window[1:].as_signed()
-        round_bit = window[0]
-        sticky = Signal(name=f"round_sticky_{q}")        # any of t[0 : shift − 1] set
-        m.d.comb += sticky.eq(Cat(t[k] & (shift > k + 1) for k in range(n)).any())
-        fits = Signal(name=f"round_fits_{q}")            # t >> shift fits in INTEGRAL bits
-        m.d.comb += fits.eq(~Cat((t[k] != sign) & (shift + INTEGRAL - 1 <= k)
-                                 for k in range(INTEGRAL - 1, n - 1)).any())
-        up = round_bit & (sticky | integral[0])
-        y = Signal(signed(INTEGRAL + 3), name=f"round_y_{q}")
-        m.d.comb += y.eq(integral + Mux(up, Mux(sign, -1, 1), 0) + bias)
-        return Mux(~fits, Mux(sign, 0, 255), Mux(y < 0, 0, Mux(y > 255, 255, y)))

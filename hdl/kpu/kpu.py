@@ -106,7 +106,7 @@ class Kpu(wiring.Component):
         two host ports share the SPRAM's one port: use at most one of them in a cycle (a
         ``weights`` access wins); ``r_data`` of both is the last word read through either, and
         is undefined after a host write until the next read.
-    ram_word_bytes, lanes, post_lanes, max_width, max_entries, platform, dsp_budget
+    ram_word_bytes, lanes, post_lanes, max_width, max_entries, serial_post, platform, dsp_budget
         See :class:`.engine.KpuEngine`.
 
     Members
@@ -136,7 +136,7 @@ class Kpu(wiring.Component):
     """
     def __init__(self, *, ram_bytes=64 * 1024, weight_bytes=16 * 1024, fifo_layers=2,
                  ram_word_bytes=16, lanes=2, post_lanes=1, max_width=64, max_entries=64,
-                 single_port_ram=False, platform=None, dsp_budget=None):
+                 single_port_ram=False, serial_post=False, platform=None, dsp_budget=None):
         try:
             if (isinstance(ram_bytes, bool) or not isinstance(ram_bytes, int)
                     or not LINE_BYTES <= ram_bytes <= 2 * 1024 * 1024
@@ -163,7 +163,8 @@ class Kpu(wiring.Component):
                 ram_words=ram_bytes // ram_word_bytes, ram_word_bytes=ram_word_bytes,
                 weight_words=weight_bytes // WEIGHT_WORD_BYTES, lanes=lanes, post_lanes=post_lanes,
                 max_width=max_width, max_entries=max_entries,
-                single_port_ram=single_port_ram, platform=platform, dsp_budget=dsp_budget)
+                single_port_ram=single_port_ram, serial_post=serial_post, platform=platform,
+                dsp_budget=dsp_budget)
         except ValueError:
             self._MustUse__silence = True   # a rejected object is not an unused design
             raise

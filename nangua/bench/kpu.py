@@ -41,7 +41,7 @@ CONFIGS = {
     "ecp5": dict(lanes=16, post_lanes=8, ram_word_bytes=16, max_width=64, max_entries=64,
                  ram_bytes=192 * 1024, weight_bytes=64 * 1024, platform="ecp5", dsp_budget=156),
     "ice40": dict(lanes=1, post_lanes=1, ram_word_bytes=8, max_width=64, max_entries=32,
-                  single_port_ram=True, ram_bytes=96 * 1024, weight_bytes=32 * 1024,
+                  single_port_ram=True, serial_post=True, ram_bytes=96 * 1024, weight_bytes=32 * 1024,
                   platform="ice40"),
 }
 #: Benchmark layers: (kernel, input channels, output channels, width = height).

@@ -1,0 +1,799 @@
+"""The KPU engine's post stage: accumulators in, output bytes written to KPU RAM.
+
+For each output (a pixel of one output channel) the post stage computes, as the golden model
+(:mod:`.model`) does::
+
+    alu = wrap36(acc + ((arg_x·Σx) >> shr_x) + w_term + add_term)
+    v   = wrap36(((alu·bn_mul) >> bn_shift) + bn_add)
+    s   = the last of the 16 segments whose x_start < v, 0 if none
+    u   = clamp(round((v − x_start[s])·y_mul[s], shift[s]) + bias[s], 0, 255)
+
+then pools the bytes ``u`` and writes them to KPU RAM. Two front ends compute ``u``:
+
+- :func:`parallel_front_end`: a pipeline of ``post_lanes`` outputs a cycle, each product a
+  :class:`.widemul.WideMul` (DSPs on ECP5), the activation table in flip-flops
+  (:class:`FlopActTable`) searched by 16 parallel comparators.
+- :func:`serial_front_end` (1 lane): one output every :data:`SERIAL_PERIOD` cycles, every product
+  through one 16×16 signed multiplier (:class:`Mul16`, an SB_MAC16 on iCE40) in 15-bit limbs,
+  the activation table in block RAM (:class:`MemoryActTable`) searched one segment a cycle.
+
+Both hand activation bytes to the same back end (:func:`writer`): pooling, the coalescer that
+gathers bytes into RAM words, and the write bank. The sequencer (:func:`sequencer`) that walks
+the accumulator rows is shared too.
+"""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import (Array, Cat, ClockSignal, Const, EnableInserter, Instance, Module, Mux,
+                          Shape, Signal, signed)
+from amaranth.lib import data, enum, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..params import platform_family
+from .descriptor import PoolType
+from .featuremap import LINE_BYTES
+from .layouts import ActSegmentLayout
+from .widemul import LATENCY as WIDE_LATENCY
+from .widemul import WideMul
+
+__all__ = ["Pool", "SEGMENTS", "ACC_BITS", "POOL_BITS", "SERIAL_PERIOD", "PostContext",
+           "FlopActTable", "MemoryActTable", "Mul16", "limbs", "round_clamp", "build_post"]
+
+ACC_BITS = 36           # conv and batch-norm results wrap to signed 36 bits, as in nncase
+POOL_BITS = 12          # sum of 16 uint8 values
+SEGMENTS = 16           # segments of the activation table
+#: Cycles per output of the serial front end: the activation search reads one table row a
+#: cycle (segments 1..15, then the chosen segment's values), and the 13 limb products of an
+#: output fit beside it.
+SERIAL_PERIOD = 16
+#: Bits of a limb: a 15-bit unsigned limb, or a signed top limb of up to 16 bits, is a signed
+#: 16-bit multiplier operand, so one signed 16×16 multiplier serves every piece.
+LIMB_BITS = 15
+
+#: ``pool_type`` as a signal shape, with the members of the one definition, ``PoolType``.
+Pool = enum.Enum("Pool", {member.name: member.value for member in PoolType})
+
+
+@dataclass
+class PostContext:
+    """The engine's signals the post stage reads (and ``rows_freed``, which it drives)."""
+    d: object               # the descriptor (DescriptorLayout view)
+    W: object
+    H: object
+    OW: object
+    OH: object
+    pool: object            # Signal(Pool)
+    out_shift: object       # log2(wb_group)
+    oc0: object             # first output channel of the group
+    group_size: object      # output channels per group (lanes, or 1 when depthwise)
+    lanes_active: object
+    rows_done: object       # accumulator rows complete
+    rows_freed: object      # driven here: accumulator rows post no longer needs
+    run_start: object       # pulse: a group begins
+    acc_post: object        # accumulator memory read port
+    xsum_post: object       # Σx memory read port
+    act: object             # FlopActTable or MemoryActTable
+    bn_mul: object          # per-lane Arrays
+    bn_add: object
+    bn_shift: object
+    w_term: object
+    add_term: object
+    tables_ready: object
+    acc_rows: int           # rows in the accumulator ring
+    port_taken: object      # the KPU RAM port is busy reading this cycle (single port)
+    ram_wr: object          # KPU RAM write port
+
+
+def limbs(shape):
+    """Limbs ``(lsb, width, signed)`` of an operand for a signed 16×16 multiplier: 15-bit
+    unsigned limbs from the bottom, the top limb signed if the operand is; an operand that fits
+    one signed 16-bit limb (or one unsigned 15-bit limb) is one limb."""
+    shape = Shape.cast(shape)
+    if shape.width <= LIMB_BITS or (shape.signed and shape.width <= LIMB_BITS + 1):
+        return [(0, shape.width, shape.signed)]
+    out = []
+    for lsb in range(0, shape.width, LIMB_BITS):
+        width = min(LIMB_BITS, shape.width - lsb)
+        out.append((lsb, width, shape.signed and lsb + width == shape.width))
+    return out
+
+
+def _limb(value, limb):
+    lsb, width, is_signed = limb
+    part = value[lsb:lsb + width]
+    return part.as_signed() if is_signed else part
+
+
+def round_clamp(m, t, shift, bias, name):
+    """nncase's rounding shift of ``t`` (floor, then + sign when the fraction is above one
+    half, or exactly one half with an odd quotient), plus ``bias``, clamped to uint8;
+    combinational.
+
+    Only what the uint8 result depends on is computed: 9 bits of the quotient ``q``, the
+    rounding bit below them, whether any lower bit is set, and whether ``q`` fits in 9
+    signed bits at all. If it does not, the result is fixed by the sign of ``t``: ``q`` ≥
+    256 gives 255, ``q`` ≤ −257 gives at most −257 + 1 + 255 < 0, so 0 (8 bits would not
+    do: ``q`` = 200 must give 200 + ``bias``). A full-width shift and fraction compare
+    cost about three times the logic.
+    """
+    n = len(t)
+    INTEGRAL = 9
+    sign = t[n - 1]
+    # Bit 0: t[shift − 1] (0 when shift is 0); bits 1..INTEGRAL: (t >> shift)[0:INTEGRAL].
+    window = Signal(INTEGRAL + 1, name=f"round_window_{name}")
+    m.d.comb += window.eq((Cat(Const(0, 1), t).as_signed() >> shift)[:INTEGRAL + 1])
+    integral = window[1:].as_signed()
+    round_bit = window[0]
+    sticky = Signal(name=f"round_sticky_{name}")        # any of t[0 : shift − 1] set
+    m.d.comb += sticky.eq(Cat(t[k] & (shift > k + 1) for k in range(n)).any())
+    fits = Signal(name=f"round_fits_{name}")            # t >> shift fits in INTEGRAL bits
+    m.d.comb += fits.eq(~Cat((t[k] != sign) & (shift + INTEGRAL - 1 <= k)
+                             for k in range(INTEGRAL - 1, n - 1)).any())
+    up = round_bit & (sticky | integral[0])
+    y = Signal(signed(INTEGRAL + 3), name=f"round_y_{name}")
+    m.d.comb += y.eq(integral + Mux(up, Mux(sign, -1, 1), 0) + bias)
+    return Mux(~fits, Mux(sign, 0, 255), Mux(y < 0, 0, Mux(y > 255, 255, y)))
+
+
+# ---- activation tables --------------------------------------------------------------------
+
+def _act_shift(seg):
+    """A segment's shift, saturated to 6 bits (every shift ≥ 54 gives the same result)."""
+    return Mux(seg.shift > 63, 63, seg.shift)
+
+
+class FlopActTable:
+    """The activation table in flip-flops, for the parallel front end's 16 comparators.
+
+    Loading (driven by the engine's "tables" FSM): :attr:`load_steps` reads of weight words
+    ``active_addr / 8 + load_word(step)``; each word arrives a cycle later and goes to
+    :meth:`write` with its step. Words 0..15 are the segments, 16 and 17 the 16 biases.
+    """
+    load_steps = SEGMENTS + 2
+
+    def __init__(self):
+        self.xs = Array(Signal(signed(36), name=f"act_x_start_{s}") for s in range(SEGMENTS))
+        self.ym = Array(Signal(signed(16), name=f"act_y_mul_{s}") for s in range(SEGMENTS))
+        self.ash = Array(Signal(6, name=f"act_shift_{s}") for s in range(SEGMENTS))
+        self.abias = Array(Signal(8, name=f"act_bias_{s}") for s in range(SEGMENTS))
+
+    @staticmethod
+    def load_word(step):
+        return step
+
+    def write(self, m, step, word):
+        seg = ActSegmentLayout(word)
+        with m.If(step < SEGMENTS):
+            m.d.sync += [self.xs[step].eq(seg.x_start), self.ym[step].eq(seg.y_mul),
+                         self.ash[step].eq(_act_shift(seg))]
+        for half in range(2):
+            with m.If(step == SEGMENTS + half):
+                m.d.sync += [self.abias[8 * half + b].eq(word.word_select(b, 8))
+                             for b in range(8)]
+
+
+#: Rows of :class:`MemoryActTable`: ``x_start`` of segment ``s`` at row ``s``, its values at row
+#: ``SEGMENTS + s``.
+_ValueRow = data.StructLayout({"y_mul": signed(16), "shift": 6, "_pad0": 2, "bias": 8,
+                               "_pad1": 16})
+_ROW_BITS = 48          # three 16-bit block RAMs side by side
+
+
+class MemoryActTable:
+    """The activation table in block RAM (three SB_RAM40_4K on iCE40), for the serial front end.
+
+    32 rows of 48 bits, written byte-granular: row ``s`` holds ``x_start`` of segment ``s``
+    (what the search compares), row ``16 + s`` its ``y_mul``, shift and bias (read once, for the
+    segment found). ``x_start`` of segment 0 is also kept in a register (:attr:`x_start_0`):
+    the search never needs to compare it (segment 0 is the answer when no other segment
+    qualifies), only to subtract it.
+
+    Loading takes :attr:`load_steps` (48) reads: each segment word twice (its ``x_start`` row,
+    then its value row), then each bias word eight times, one bias byte per step (the weight
+    memory's read port holds its word while the address stays the same).
+    """
+    load_steps = 3 * SEGMENTS
+
+    def __init__(self):
+        self.memory = memory.Memory(shape=_ROW_BITS, depth=2 * SEGMENTS, init=[])
+        self._wr = self.memory.write_port(granularity=8)
+        self.x_start_0 = Signal(signed(36))
+
+    @staticmethod
+    def load_word(step):
+        return Mux(step < 2 * SEGMENTS, step >> 1, SEGMENTS + ((step - 2 * SEGMENTS) >> 3))
+
+    def write(self, m, step, word):
+        seg = ActSegmentLayout(word)
+        value = _ValueRow(self._wr.data)
+        with m.If(step < 2 * SEGMENTS):
+            with m.If(step[0] == 0):
+                m.d.comb += [self._wr.addr.eq(step >> 1), self._wr.data.eq(seg.x_start),
+                             self._wr.en.eq(0b111111)]
+                with m.If(step == 0):
+                    m.d.sync += self.x_start_0.eq(seg.x_start)
+            with m.Else():
+                m.d.comb += [self._wr.addr.eq(SEGMENTS + (step >> 1)),
+                             value.y_mul.eq(seg.y_mul), value.shift.eq(_act_shift(seg)),
+                             self._wr.en.eq(0b000111)]
+        with m.Elif(step < 3 * SEGMENTS):
+            b = step - 2 * SEGMENTS
+            m.d.comb += [self._wr.addr.eq(SEGMENTS + b), value.bias.eq(word.word_select(b[:3], 8)),
+                         self._wr.en.eq(0b001000)]
+
+
+# ---- the 16×16 multiplier of the serial front end ----------------------------------------
+
+class Mul16(wiring.Component):
+    """``p = a × b``, signed 16×16, registered: an iCE40 SB_MAC16 (16×16 mode, output register
+    only) with an iCE40 platform, a behavioural twin otherwise. Latency 1, one product a cycle.
+
+    Members
+    -------
+    a, b : In(signed(16))
+    en : In(1, init=1)
+        Clock enable of the output register: 0 holds ``p``.
+    p : Out(signed(32))
+    """
+    a: In(signed(16))
+    b: In(signed(16))
+    en: In(1, init=1)
+    p: Out(signed(32))
+
+    def __init__(self, platform=None):
+        self._ice40 = platform_family(platform) == "ice40"
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        if not self._ice40:
+            with m.If(self.en):
+                m.d.sync += self.p.eq(self.a * self.b)
+            return m
+        m.submodules.mac = Instance(
+            "SB_MAC16",
+            p_MODE_8x8=0, p_A_SIGNED=1, p_B_SIGNED=1,
+            p_A_REG=0, p_B_REG=0, p_C_REG=0, p_D_REG=0,
+            p_TOP_8x8_MULT_REG=0, p_BOT_8x8_MULT_REG=0,
+            # The 32-bit product through its one register (rH), nothing else.
+            p_PIPELINE_16x16_MULT_REG1=0, p_PIPELINE_16x16_MULT_REG2=1,
+            p_TOPOUTPUT_SELECT=0b11, p_BOTOUTPUT_SELECT=0b11,
+            p_TOPADDSUB_LOWERINPUT=0, p_TOPADDSUB_UPPERINPUT=0, p_TOPADDSUB_CARRYSELECT=0,
+            p_BOTADDSUB_LOWERINPUT=0, p_BOTADDSUB_UPPERINPUT=0, p_BOTADDSUB_CARRYSELECT=0,
+            p_NEG_TRIGGER=0,
+            i_CLK=ClockSignal(), i_CE=self.en, i_A=self.a, i_B=self.b, i_C=0, i_D=0,
+            i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
+            # No reset (the primitive's resets are asynchronous); products are used only
+            # under the front end's valid flags.
+            i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
+            i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
+            i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
+            o_O=self.p)
+        return m
+
+
+# ---- shared parts -------------------------------------------------------------------------
+
+def _meta_layout(groups, post_lanes, max_width):
+    Kind = data.StructLayout({"valid": 1, "xpad": 1, "ypad": 1})
+    return data.StructLayout({"kind": Kind, "g": range(groups), "lanes": post_lanes,
+                              "x": range(max_width + 1), "y": 10})
+
+
+def _s1_pool(pool):
+    return (pool == Pool.MEAN_2_S1) | (pool == Pool.MAX_2_S1)
+
+
+def sequencer(m, mp, ctx, *, lanes, post_lanes, max_width, gate):
+    """Walk the accumulator rows in order, lane groups, columns (+ pad column / pad row for the
+    stride-1 pools), issuing one output position on each cycle ``gate`` is 1 and a row is
+    ready. Returns the meta of the position issued this cycle (``kind.valid`` 0 if none) and
+    the accumulator memory address to read."""
+    Q = post_lanes
+    NG = lanes // Q
+    WMAX = max_width
+    W, H = ctx.W, ctx.H
+    Meta = _meta_layout(NG, Q, WMAX)
+    s1_pool = _s1_pool(ctx.pool)
+    py = Signal(10)
+    pslot = Signal(range(ctx.acc_rows))     # accumulator row of py (in the ring)
+    pg = Signal(range(NG + 1))
+    px = Signal(range(WMAX + 2))
+    posting = Signal()
+    with mp.If(ctx.run_start):
+        mp.d.sync += [py.eq(0), pslot.eq(0), pg.eq(0), px.eq(0), posting.eq(1),
+                      ctx.rows_freed.eq(0)]
+    last_x = Mux(s1_pool & (py < H), W, W - 1)
+    last_g = Signal(range(NG))
+    m.d.comb += last_g.eq((ctx.lanes_active - 1) // Q)
+    row_ready = ctx.tables_ready & ((py < ctx.rows_done) | (py == H))
+    issue = Signal()
+    m0 = Signal(Meta)
+    mp.d.comb += [issue.eq(posting & row_ready & gate),
+                  m0.kind.valid.eq(issue), m0.kind.xpad.eq(px == W),
+                  m0.kind.ypad.eq(py == H), m0.g.eq(pg), m0.x.eq(px), m0.y.eq(py)]
+    mp.d.comb += [m0.lanes[q].eq(pg * Q + q < ctx.lanes_active) for q in range(Q)]
+    with mp.If(issue):
+        with mp.If(px == last_x):
+            mp.d.sync += px.eq(0)
+            with mp.If(pg == last_g):
+                mp.d.sync += pg.eq(0)
+                with mp.If(py < H):
+                    mp.d.sync += ctx.rows_freed.eq(ctx.rows_freed + 1)
+                with mp.If((py == H) | ((py == H - 1) & ~s1_pool)):
+                    mp.d.sync += posting.eq(0)
+                with mp.Else():
+                    mp.d.sync += [py.eq(py + 1),
+                                  pslot.eq(Mux(pslot == ctx.acc_rows - 1, 0, pslot + 1))]
+            with mp.Else():
+                mp.d.sync += pg.eq(pg + 1)
+        with mp.Else():
+            mp.d.sync += px.eq(px + 1)
+    return m0, pslot * WMAX + px, posting
+
+
+def build_post(m, ctx, *, lanes, post_lanes, ram_word_bytes, max_width, serial, platform):
+    """The post stage: the sequencer, a front end and the writer. The front end and the pooling
+    stages form one submodule under an :class:`EnableInserter` that stalls while the write
+    bank still drains the previous words. Returns a signal that is 1 when the post stage has
+    nothing left to do."""
+    mp = Module()
+    stall = Signal()
+    m.submodules.post = EnableInserter(~stall)(mp)
+    if serial:
+        mu, p_u, front_idle = serial_front_end(m, mp, ctx, stall, max_width=max_width,
+                                               platform=platform)
+    else:
+        mu, p_u, front_idle = parallel_front_end(m, mp, ctx, stall, lanes=lanes,
+                                                 post_lanes=post_lanes, max_width=max_width,
+                                                 platform=platform)
+    back_idle = writer(m, mp, ctx, stall, mu, p_u, lanes=lanes, post_lanes=post_lanes,
+                       ram_word_bytes=ram_word_bytes, max_width=max_width)
+    idle = Signal()
+    m.d.comb += idle.eq(front_idle & back_idle)
+    return idle
+
+
+# ---- parallel front end ------------------------------------------------------------------
+
+def parallel_front_end(m, mp, ctx, stall, *, lanes, post_lanes, max_width, platform):
+    """``post_lanes`` outputs a cycle at the same pixel, fully pipelined. Returns the meta of
+    the outputs leaving this cycle, their activation bytes and an idle signal."""
+    Q = post_lanes
+    NG = lanes // Q
+    d = ctx.d
+    act = ctx.act
+    m.d.comb += [ctx.acc_post.en.eq(~stall), ctx.xsum_post.en.eq(~stall)]
+    m0, addr, posting = sequencer(m, mp, ctx, lanes=lanes, post_lanes=Q, max_width=max_width,
+                                  gate=1)
+    Meta = m0.shape()
+    mp.d.comb += [ctx.acc_post.addr.eq(addr), ctx.xsum_post.addr.eq(addr)]
+
+    stages = [m0]
+
+    def stage(name):
+        meta = Signal(Meta, name=f"post_meta_{name}")
+        mp.d.sync += meta.eq(stages[-1])
+        stages.append(meta)
+        return meta
+
+    def lane(array, g, q):
+        """Element ``g·Q + q`` of a per-lane Array."""
+        return Array(array[gg * Q + q] for gg in range(NG))[g]
+
+    # Stages of one output (``stages[n]`` holds the meta of stage n): 1 the accumulator and Σx
+    # memories answer; 1 + L the x term's product; A the conv result; V batch-norm; S the
+    # segment; D the segment's values; U the activation byte. L = a WideMul's latency.
+    L = WIDE_LATENCY
+
+    def delayed(value, cycles, name):
+        """``value`` registered ``cycles`` times (to meet a product of a WideMul)."""
+        for n in range(cycles):
+            reg = Signal(value.shape(), name=f"{name}_d{n}")
+            mp.d.sync += reg.eq(value)
+            value = reg
+        return value
+
+    def wide_mul(name, a, b):
+        """``a × b`` of a :class:`.widemul.WideMul` in DSPs where the platform has them,
+        stalling with the pipeline; the product comes ``WIDE_LATENCY`` cycles later."""
+        mul = WideMul(a.shape(), b.shape(), platform=platform)
+        mp.submodules[name] = mul
+        mp.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.en.eq(~stall)]
+        return mul.p
+
+    for n in range(1, 2 + L):
+        stage(f"p{n}")
+    x_prod = wide_mul("x_mul", d.arg_x, ctx.xsum_post.data)
+    x_term = Signal(signed(48))
+    mp.d.comb += x_term.eq(x_prod >> d.shr_x)
+    acc_v = [delayed(lane(ctx.acc_post.data, stages[1].g, q), L, f"post_acc_{q}")
+             for q in range(Q)]
+    w_v = [delayed(lane(ctx.w_term, stages[1].g, q), L, f"post_w_{q}") for q in range(Q)]
+    A = 2 + L                           # stage of the conv result (alu)
+    V = A + L + 1                       # batch-norm result
+    S = V + 1                           # segment found
+    D = S + 1                           # (v − x_start), y_mul, shift, bias
+    U = D + L + 1                       # activation byte
+    for n in range(2 + L, U + 1):
+        stage(f"p{n}")
+    p_u = []
+    for q in range(Q):
+        alu = Signal(signed(ACC_BITS), name=f"post_alu_{q}")
+        mp.d.sync += alu.eq((acc_v[q] + x_term + w_v[q] + ctx.add_term)[:ACC_BITS].as_signed())
+        # (alu · mul) >> shift wraps to ACC_BITS: product bits above ACC_BITS + 14 (the
+        # largest shift, 15, plus the result) cannot reach it.
+        bn_prod = wide_mul(f"bn_mul_{q}", alu, lane(ctx.bn_mul, stages[A].g, q))[:ACC_BITS + 15]
+        shift = delayed(lane(ctx.bn_shift, stages[A].g, q), L, f"post_bn_shift_{q}")
+        add = delayed(lane(ctx.bn_add, stages[A].g, q), L, f"post_bn_add_{q}")
+        v = Signal(signed(ACC_BITS), name=f"post_v_{q}")
+        mp.d.sync += v.eq(((bn_prod >> shift) + add)[:ACC_BITS].as_signed())
+        v_s = Signal(signed(ACC_BITS), name=f"post_v_s_{q}")
+        above = Signal(SEGMENTS, name=f"post_above_{q}")
+        mp.d.sync += [v_s.eq(v)]
+        mp.d.sync += [above[s].eq(v > act.xs[s]) for s in range(SEGMENTS)]
+        idx = Signal(4, name=f"post_segment_{q}")
+        for s in range(SEGMENTS):       # the last segment whose x_start < v; 0 if none
+            with mp.If(above[s]):
+                mp.d.comb += idx.eq(s)
+        dv = Signal(signed(ACC_BITS + 1), name=f"post_dv_{q}")
+        y_mul = Signal(signed(16), name=f"post_y_mul_{q}")
+        sh = Signal(6, name=f"post_act_shift_{q}")
+        bias = Signal(8, name=f"post_bias_{q}")
+        mp.d.sync += [dv.eq(v_s - act.xs[idx]), y_mul.eq(act.ym[idx]), sh.eq(act.ash[idx]),
+                      bias.eq(act.abias[idx])]
+        t = wide_mul(f"act_mul_{q}", dv, y_mul)
+        u = Signal(8, name=f"post_u_{q}")
+        mp.d.sync += u.eq(round_clamp(mp, t, delayed(sh, L, f"post_act_shift_{q}"),
+                                      delayed(bias, L, f"post_bias_{q}"), q))
+        p_u.append(u)
+    idle = Signal()
+    m.d.comb += idle.eq(~posting & ~Cat(s.kind.valid for s in stages[1:]).any())
+    return stages[U], p_u, idle
+
+
+# ---- serial front end --------------------------------------------------------------------
+
+def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
+    """One lane, one output every :data:`SERIAL_PERIOD` (16) cycles, every product through one
+    :class:`Mul16` and one accumulator, the activation table in block RAM.
+
+    The stages of output ``n``, issued at cycle ``t0`` (phase 0 of the period):
+
+    ========  =============================================================================
+    t0        the accumulator and Σx memories are read (their ports hold the data 16 cycles)
+    +1..+4    x term pieces ``arg_x × Σx`` (2 × 2 limbs); ``alu`` latched at +6
+    +8..+13   batch-norm pieces ``alu × bn_mul`` (3 × 2 limbs); ``v`` latched at +15
+    +15..+30  search: rows 1..15 read at +15..+29 and compared at +16..+30 (keep the last
+              segment with ``x_start < v`` and ``v − x_start``), the found segment's value
+              row read at +30; ``dv``, ``y_mul``, shift, bias latched at +31
+    +37..+39  activation pieces ``dv × y_mul`` (3 limbs); the byte latched at +41
+    ========  =============================================================================
+
+    So in every period the multiplier takes the x term of one output (phases 1..4), the
+    activation of another (5..7) and the batch-norm of a third (8..13), the accumulator is
+    loaded by each in turn (a product's pieces arrive one cycle after issue, its result is
+    read the cycle after its last piece), and the table's read port is busy every cycle.
+    Returns the meta of the output leaving, its byte and an idle signal.
+    """
+    d = ctx.d
+    act = ctx.act
+    T = SERIAL_PERIOD
+    phase = Signal(range(T))
+    mp.d.sync += phase.eq(Mux(phase == T - 1, 0, phase + 1))
+    with mp.If(ctx.run_start):
+        mp.d.sync += phase.eq(0)
+    at = [phase == n for n in range(T)]
+
+    m0, addr, posting = sequencer(m, mp, ctx, lanes=1, post_lanes=1, max_width=max_width,
+                                  gate=at[0])
+    Meta = m0.shape()
+    # The memories are read only when an output issues: their ports then hold the data.
+    m.d.comb += [ctx.acc_post.addr.eq(addr), ctx.xsum_post.addr.eq(addr),
+                 ctx.acc_post.en.eq(m0.kind.valid & ~stall),
+                 ctx.xsum_post.en.eq(m0.kind.valid & ~stall)]
+
+    # Metas of the outputs in the x, batch-norm, search and activation stages, and leaving.
+    meta_x, meta_b, meta_s, meta_a, meta_u = (Signal(Meta, name=f"serial_meta_{n}")
+                                              for n in "xbsau")
+    with mp.If(at[0]):
+        mp.d.sync += meta_x.eq(m0)
+    with mp.If(at[6]):
+        mp.d.sync += meta_b.eq(meta_x)
+    with mp.If(at[T - 1]):
+        mp.d.sync += [meta_s.eq(meta_b), meta_a.eq(meta_s)]
+    mp.d.sync += meta_u.kind.valid.eq(0)
+    u = Signal(8)
+
+    # Operands held for the products.
+    alu = Signal(signed(ACC_BITS))          # batch-norm stage input
+    v = Signal(signed(ACC_BITS))            # search stage input
+    dv = Signal(signed(ACC_BITS + 1))       # search: v − x_start of the segment so far
+    found = Signal()                        # search: a segment above 0 qualifies
+    idx = Signal(4)                         # search: that segment
+    dv_a = Signal(signed(ACC_BITS + 1))     # activation stage inputs
+    y_a = Signal(signed(16))
+    sh_a = Signal(6)
+    bias_a = Signal(8)
+    xsum = ctx.xsum_post.data
+    x_bits = len(d.arg_x) + len(xsum)
+
+    # The pieces: phase → (first piece?, A limb, B limb, shift), each product's pieces
+    # consecutive from its first phase and done before the next product's (Σx may have one
+    # limb only, then the x term takes two phases).
+    products = [(1, 5, d.arg_x, xsum), (5, 8, dv_a, y_a), (8, 14, alu, ctx.bn_mul[0])]
+    pieces = {}
+    for start, end, a, b in products:
+        n = start
+        for limb_b in limbs(b.shape()):
+            for limb_a in limbs(a.shape()):
+                pieces[n] = (n == start, _limb(a, limb_a), _limb(b, limb_b),
+                             limb_a[0] + limb_b[0])
+                n += 1
+        assert n <= end, f"{n - start} pieces do not fit phases {start}..{end - 1}"
+
+    mp.submodules.mul = mul = Mul16(platform)
+    m.d.comb += mul.en.eq(~stall)
+    acc = Signal(signed(ACC_BITS + 17))     # dv × y_mul exactly; the others modulo
+    with mp.Switch(phase):
+        for n, (first, a, b, shift) in pieces.items():
+            with mp.Case(n):
+                mp.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+    with mp.Switch(phase):               # a piece's product arrives the phase after its issue
+        for n, (first, a, b, shift) in pieces.items():
+            with mp.Case(n + 1):
+                mp.d.sync += acc.eq((0 if first else acc) + (mul.p << shift))
+
+    # x term (phase 6): the accumulator holds arg_x · Σx.
+    x_term = Signal(signed(48))
+    m.d.comb += x_term.eq(acc[:x_bits].as_signed() >> d.shr_x)
+    with mp.If(at[6]):
+        mp.d.sync += alu.eq((ctx.acc_post.data[0] + x_term + ctx.w_term[0]
+                             + ctx.add_term)[:ACC_BITS].as_signed())
+    # Batch-norm (phase 15): the accumulator holds alu · bn_mul (the low ACC_BITS + 15 bits
+    # are exact; as in the parallel pipeline, no higher bit reaches v).
+    bn_prod = acc[:ACC_BITS + 15]
+    with mp.If(at[T - 1]):
+        mp.d.sync += v.eq(((bn_prod >> ctx.bn_shift[0]) + ctx.bn_add[0])[:ACC_BITS].as_signed())
+    # Activation (phase 9): the accumulator holds dv · y_mul.
+    with mp.If(at[9]):
+        mp.d.sync += [u.eq(round_clamp(mp, acc, sh_a, bias_a, "serial")),
+                      meta_u.eq(meta_a)]
+
+    # Search. Row r (1..15) is read at phase (r + 14) mod 16 and compared a phase later; the
+    # value row of the segment found is read at phase 14 and latched at 15, where the
+    # comparator's subtractor, free, computes v − x_start of segment 0.
+    m.submodules.act_table = act.memory
+    rd = act.memory.read_port()
+    m.d.comb += rd.en.eq(~stall)
+    row = Signal(range(SEGMENTS))
+    m.d.comb += row.eq(phase + 1)           # the row compared this phase (0..14 → 1..15)
+    x_start = Signal(signed(ACC_BITS))
+    m.d.comb += x_start.eq(Mux(at[T - 1], act.x_start_0, rd.data[:ACC_BITS].as_signed()))
+    diff = Signal(signed(ACC_BITS + 1))
+    m.d.comb += diff.eq(v - x_start)
+    above = Signal()
+    m.d.comb += above.eq(~at[T - 1] & (diff > 0))
+    last_idx = Signal(4)
+    m.d.comb += last_idx.eq(Mux(above, row, idx))
+    m.d.comb += rd.addr.eq(Mux(at[T - 2], Cat(last_idx, Const(1, 1)), (phase + 2)[:4]))
+    with mp.If(above):
+        mp.d.sync += [dv.eq(diff), idx.eq(row), found.eq(1)]
+    with mp.If(at[T - 1]):
+        value = _ValueRow(rd.data)
+        mp.d.sync += [dv_a.eq(Mux(found, dv, diff)), y_a.eq(value.y_mul),
+                      sh_a.eq(value.shift), bias_a.eq(value.bias), found.eq(0), idx.eq(0)]
+
+    idle = Signal()
+    m.d.comb += idle.eq(~posting & ~Cat(meta.kind.valid for meta in
+                                        (meta_x, meta_b, meta_s, meta_a, meta_u)).any())
+    return meta_u, [u], idle
+
+
+# ---- back end: pooling, coalescer, write bank --------------------------------------------
+
+def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max_width):
+    """Pool the activation bytes ``p_u`` of the outputs ``mu`` (one pixel of ``post_lanes``
+    channels a cycle at most), gather them into RAM words, write the words. The pooling
+    stages and the coalescer are in ``mp`` (stalled), the write bank in ``m``; ``stall`` is
+    driven here. Returns a signal that is 1 when nothing is left to write.
+
+    Write addresses are sums, no products: each lane's channel line is found by a walk over the
+    group's channels when the group starts (one channel a cycle; the bank waits for it), and
+    the row line advances by ``wb_row_switch_addr`` as output rows advance (they come in
+    order, one at a time, each with at least one word).
+    """
+    P = lanes
+    Q = post_lanes
+    NG = P // Q
+    B = ram_word_bytes
+    WMAX = max_width
+    log_b = B.bit_length() - 1
+    d = ctx.d
+    pool, OW, OH = ctx.pool, ctx.OW, ctx.OH
+    # Pool Q0 (meta mu, activation bytes p_u): horizontal combine, pick, or bypass; issue the
+    # row-buffer read.
+    is_max = (pool == Pool.MAX_2_S2) | (pool == Pool.MAX_4_S4) | (pool == Pool.MAX_2_S1)
+    block2 = (pool == Pool.MAX_2_S2) | (pool == Pool.MEAN_2_S2)
+    block4 = (pool == Pool.MAX_4_S4) | (pool == Pool.MEAN_4_S4)
+
+    def op(a, b):
+        return Mux(is_max, Mux(a > b, a, b), a + b)
+
+    mp.submodules.pbuf = pbuf = memory.Memory(
+        shape=data.ArrayLayout(POOL_BITS, Q), depth=NG * WMAX, init=[])
+    pbuf_wr = pbuf.write_port()
+    pbuf_rd = pbuf.read_port(transparent_for=(pbuf_wr,))
+    hacc = [Signal(POOL_BITS, name=f"hacc_{q}") for q in range(Q)]
+    prev_u = [Signal(8, name=f"prev_u_{q}") for q in range(Q)]
+    q_valid = Signal()                  # H-token for the vertical stage
+    q_g = Signal(range(NG))
+    q_lanes = Signal(Q)
+    q_ox = Signal(range(WMAX + 1))
+    q_y = Signal(10)
+    q_h = [Signal(POOL_BITS, name=f"q_h_{q}") for q in range(Q)]
+    q_ypad = Signal()
+    o_valid = Signal()                  # output bytes of one pixel, ``Q`` lanes
+    o_g = Signal(range(NG))
+    o_lanes = Signal(Q)
+    o_ox = Signal(range(WMAX + 1))
+    o_oy = Signal(10)
+    o_byte = [Signal(8, name=f"o_byte_{q}") for q in range(Q)]
+    mp.d.sync += [q_valid.eq(0), o_valid.eq(0)]
+    xq = mu.x
+    yq = mu.y
+
+    def out(ox, oy, values, g, lanes):
+        mp.d.sync += [o_valid.eq(1), o_g.eq(g), o_lanes.eq(lanes), o_ox.eq(ox),
+                      o_oy.eq(oy)]
+        mp.d.sync += [o_byte[q].eq(values[q]) for q in range(Q)]
+
+    def h_token(ox, values, ypad):
+        mp.d.sync += [q_valid.eq(1), q_g.eq(mu.g), q_lanes.eq(mu.lanes), q_ox.eq(ox),
+                      q_y.eq(yq), q_ypad.eq(ypad)]
+        mp.d.sync += [q_h[q].eq(values[q]) for q in range(Q)]
+        mp.d.comb += pbuf_rd.addr.eq(mu.g * WMAX + ox)
+
+    with mp.If(mu.kind.valid):
+        with mp.Switch(pool):
+            with mp.Case(Pool.BYPASS):
+                out(xq, yq, p_u, mu.g, mu.lanes)
+            with mp.Case(Pool.LEFT_TOP_2_S2, Pool.RIGHT_TOP_2_S2, Pool.LEFT_TOP_4_S4):
+                sh = Mux(pool == Pool.LEFT_TOP_4_S4, 2, 1)
+                kmask = Mux(pool == Pool.LEFT_TOP_4_S4, 3, 1)
+                want_x = Mux(pool == Pool.RIGHT_TOP_2_S2, 1, 0)
+                with mp.If(((xq & kmask) == want_x) & ((yq & kmask) == 0)
+                           & ((xq >> sh) < OW) & ((yq >> sh) < OH)):
+                    out(xq >> sh, yq >> sh, p_u, mu.g, mu.lanes)
+            with mp.Case(Pool.MAX_2_S2, Pool.MEAN_2_S2, Pool.MAX_4_S4, Pool.MEAN_4_S4):
+                kmask = Mux(block4, 3, 1)
+                sh = Mux(block4, 2, 1)
+                new_h = [Mux((xq & kmask) == 0, p_u[q], op(hacc[q], p_u[q]))
+                         for q in range(Q)]
+                mp.d.sync += [hacc[q].eq(new_h[q]) for q in range(Q)]
+                with mp.If((xq & kmask) == kmask):
+                    h_token(xq >> sh, new_h, 0)
+            with mp.Case(Pool.MEAN_2_S1, Pool.MAX_2_S1):
+                with mp.If(mu.kind.ypad):
+                    h_token(xq, [0] * Q, 1)
+                with mp.Else():
+                    cur = [Mux(mu.kind.xpad, Mux(is_max, 0, prev_u[q]), p_u[q])
+                           for q in range(Q)]
+                    mp.d.sync += [prev_u[q].eq(p_u[q]) for q in range(Q)]
+                    with mp.If(xq != 0):
+                        h_token(xq - 1, [op(prev_u[q], cur[q]) for q in range(Q)], 0)
+
+    # Pool Q1: vertical combine with the row buffer.
+    pb = pbuf_rd.data
+    mp.d.comb += pbuf_wr.addr.eq(q_g * WMAX + q_ox)
+    with mp.If(q_valid):
+        with mp.If(block2 | block4):
+            kmask = Mux(block4, 3, 1)
+            sh = Mux(block4, 2, 1)
+            vr = q_y & kmask
+            new_v = [Mux(vr == 0, q_h[q], op(pb[q], q_h[q])) for q in range(Q)]
+            mp.d.comb += pbuf_wr.en.eq(1)
+            mp.d.comb += [pbuf_wr.data[q].eq(new_v[q]) for q in range(Q)]
+            mean_shift = Mux(block4, 4, 2)
+            with mp.If((vr == kmask) & (q_ox < OW) & ((q_y >> sh) < OH)):
+                out(q_ox, q_y >> sh,
+                    [Mux(is_max, new_v[q], new_v[q] >> mean_shift) for q in range(Q)],
+                    q_g, q_lanes)
+        with mp.Else():                 # stride-1 2×2
+            with mp.If(q_ypad):
+                out(q_ox, q_y - 1, [Mux(is_max, pb[q], (pb[q] + pb[q]) >> 2)
+                                    for q in range(Q)], q_g, q_lanes)
+            with mp.Else():
+                mp.d.comb += pbuf_wr.en.eq(1)
+                mp.d.comb += [pbuf_wr.data[q].eq(q_h[q]) for q in range(Q)]
+                with mp.If(q_y != 0):
+                    out(q_ox, q_y - 1,
+                        [Mux(is_max, op(pb[q], q_h[q]), (pb[q] + q_h[q]) >> 2)
+                         for q in range(Q)], q_g, q_lanes)
+
+    # Coalescer: each lane gathers the bytes of one RAM word of its output row, then the
+    # ``Q`` words move to the write bank, which writes one a cycle. Every lane's row starts
+    # 16-byte aligned, so all lanes cross word boundaries at the same column.
+    c_data = [Signal(8 * B, name=f"c_data_{q}") for q in range(Q)]
+    c_mask = [Signal(B, name=f"c_mask_{q}") for q in range(Q)]
+    pos = o_ox[:log_b]
+    new_data = [Signal(8 * B, name=f"c_new_data_{q}") for q in range(Q)]
+    new_mask = [Signal(B, name=f"c_new_mask_{q}") for q in range(Q)]
+    for q in range(Q):
+        mp.d.comb += [new_data[q].eq(c_data[q]), new_mask[q].eq(c_mask[q])]
+        mp.d.comb += [new_data[q].word_select(pos, 8).eq(o_byte[q]),
+                      new_mask[q].bit_select(pos, 1).eq(o_lanes[q])]
+    flush = Signal()
+    mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | (o_ox == OW - 1)))
+    with mp.If(o_valid):
+        with mp.If(flush):
+            mp.d.sync += [c_mask[q].eq(0) for q in range(Q)]
+        with mp.Else():
+            mp.d.sync += [c_data[q].eq(new_data[q]) for q in range(Q)]
+            mp.d.sync += [c_mask[q].eq(new_mask[q]) for q in range(Q)]
+
+    # Channel lines of the group's lanes: dst + (oc >> out_shift) · wb_channel_switch_addr
+    # and the channel's slot within its line, walked one channel a cycle from the group's
+    # first channel (the walk ends on the next group's first channel).
+    line_shape = len(d.image_dst_addr) + 1
+    slot_mask = Signal(2)
+    m.d.comb += slot_mask.eq(Mux(ctx.out_shift == 2, 3, Mux(ctx.out_shift == 1, 1, 0)))
+    lane_line = Array(Signal(line_shape, name=f"lane_line_{j}") for j in range(P))
+    lane_slot = Array(Signal(2, name=f"lane_slot_{j}") for j in range(P))
+    walk_ch = Signal(11)
+    walk_line = Signal(line_shape)
+    walk_j = Signal(range(P + 1))
+    walking = Signal()
+    with m.If(ctx.run_start):
+        m.d.sync += [walking.eq(1), walk_j.eq(0)]
+        with m.If(ctx.oc0 == 0):
+            m.d.sync += [walk_ch.eq(0), walk_line.eq(d.image_dst_addr)]
+    with m.Elif(walking):
+        m.d.sync += [lane_line[walk_j].eq(walk_line), lane_slot[walk_j].eq(walk_ch & slot_mask),
+                     walk_ch.eq(walk_ch + 1), walk_j.eq(walk_j + 1)]
+        with m.If(((walk_ch + 1) & slot_mask) == 0):
+            m.d.sync += walk_line.eq(walk_line + d.wb_channel_switch_addr)
+        with m.If(walk_j == ctx.group_size - 1):
+            m.d.sync += walking.eq(0)
+
+    # Row line: oy · wb_row_switch_addr, advanced as the rows come.
+    row_oy = Signal(10)
+    row_line = Signal(line_shape)
+    next_row_line = Mux(o_oy == row_oy, row_line, row_line + d.wb_row_switch_addr)
+
+    # Write bank (outside the stalled pipeline).
+    bank_busy = Signal()
+    bank_q = Signal(range(Q))
+    bank_g = Signal(range(NG))
+    bank_row_line = Signal(line_shape)
+    bank_word = Signal(range(WMAX // B + 2))
+    bank_data = Array(Signal(8 * B, name=f"bank_data_{q}") for q in range(Q))
+    bank_mask = Array(Signal(B, name=f"bank_mask_{q}") for q in range(Q))
+    bank_last = Signal()
+    bank_go = Signal()                  # the bank writes a word this cycle
+    m.d.comb += [bank_go.eq(bank_busy & ~ctx.port_taken & ~walking),
+                 bank_last.eq(bank_go & (bank_q == Q - 1)),
+                 stall.eq(flush & bank_busy & ~bank_last)]
+    with m.If(bank_go):
+        m.d.sync += bank_q.eq(bank_q + 1)
+        with m.If(bank_last):
+            m.d.sync += [bank_busy.eq(0), bank_q.eq(0)]
+    with m.If(flush & ~stall):
+        m.d.sync += [bank_busy.eq(1), bank_q.eq(0), bank_g.eq(o_g),
+                     bank_row_line.eq(next_row_line), row_line.eq(next_row_line),
+                     row_oy.eq(o_oy), bank_word.eq(o_ox >> log_b)]
+        m.d.sync += [bank_data[q].eq(new_data[q]) for q in range(Q)]
+        m.d.sync += [bank_mask[q].eq(new_mask[q]) for q in range(Q)]
+    with m.If(ctx.run_start):
+        m.d.sync += [row_oy.eq(0), row_line.eq(0)]
+    j = bank_g * Q + bank_q
+    line = lane_line[j] + bank_row_line
+    out_pitch_shift = Signal(3)
+    m.d.comb += out_pitch_shift.eq(6 - ctx.out_shift)
+    byte = line * LINE_BYTES + (lane_slot[j] << out_pitch_shift) + bank_word * B
+    m.d.comb += [ctx.ram_wr.addr.eq(byte >> log_b), ctx.ram_wr.data.eq(bank_data[bank_q]),
+                 ctx.ram_wr.en.eq(Mux(bank_go, bank_mask[bank_q], 0))]
+
+    idle = Signal()
+    m.d.comb += idle.eq(~q_valid & ~o_valid & ~bank_busy & ~walking)
+    return idle
