@@ -132,7 +132,7 @@ class Kpu(wiring.Component):
     ------
     ValueError
         On a size out of range, e.g. ``"KPU RAM size must be a multiple of 64 bytes in
-        64..2097152, not 100"``, or a single-port RAM that iCE40 SPRAM cannot hold.
+        64..2097152, not 100"``, or a KPU RAM and weights one iCE40 SPRAM cannot hold.
     """
     def __init__(self, *, ram_bytes=64 * 1024, weight_bytes=16 * 1024, fifo_layers=2,
                  ram_word_bytes=16, lanes=2, post_lanes=1, max_width=64, max_entries=64,
