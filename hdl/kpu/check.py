@@ -10,7 +10,7 @@ bit first): a product of an ``n``-bit multiplicand costs one ``n + 1``-bit adder
 register, whatever the multiplier's width; the latency is the widest multiplier's bits.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,8 +43,17 @@ def config_limited(d, *, max_width, max_entries, eight_bit_mode=1):
     return d.i_row_wid > max_width or entries > max_entries or not eight_bit_mode
 
 
+def _sum_exceeds(a, b, limit):
+    """``(a + b > limit, a + b)`` for unsigned values and a constant ``limit``, adding only
+    ``limit``'s bits: a higher bit of ``a`` or ``b`` exceeds it by itself. The sum returned is
+    right only when it does not exceed ``limit``."""
+    n = limit.bit_length()
+    low = a[:n] + b[:n]
+    return Cat(a[n:], b[n:]).any() | (low > limit), low
+
+
 class _ShiftAdd:
-    """``multiplicand × multiplier`` over :data:`CHECK_STEPS`-style steps, LSB first.
+    """``multiplicand × multiplier`` in ``steps`` steps, LSB first.
 
     Each step adds the multiplicand (when the multiplier's bit is 1) to the upper part ``acc``
     and shifts the sum right by one: its low bit moves into ``low``. After ``steps`` steps
@@ -152,13 +161,12 @@ class DescriptorCheck(wiring.Component):
             LT.eq(d.load_time + 1), plane.eq(d.channel_byte_num + 1),
             k3.eq(d.kernel_type == 1), dw.eq(d.depth_wise_layer),
         ]
+        # As the engine writes them, so that synthesis merges the two.
         g_ic = Signal(11)                   # input channels per output channel
         per_oc = Signal(14)                 # weight bytes per output channel
-        n_entries = Signal(11)              # coefficient entries per output channel
         m.d.comb += [
             g_ic.eq(Mux(dw, 1, C)),
-            per_oc.eq(Mux(k3, (g_ic << 3) + g_ic, g_ic)),
-            n_entries.eq(Mux(dw, 1, Mux(k3, C, (C + 8) // 9))),
+            per_oc.eq(Mux(k3, g_ic * 9, g_ic)),
         ]
         # log2 of the pool stride (0 for the invalid pool types, rejected before it matters).
         stride_shift = Signal(2)
@@ -216,26 +224,36 @@ class DescriptorCheck(wiring.Component):
         unsupported = (d.first_stride | d.bypass_conv | d.pad_type | d.ram_flag | d.full_add
                        | (d.coef_column_offset != 0) | (d.coef_row_offset != 0)
                        | (d.coef_size != 0) | ~d.load_para | ~d.load_coor | ~d.load_act)
-        # channel_byte_num = OW·OH makes plane·O the real dma_total_byte check.
+        # channel_byte_num = OW·OH makes channel_byte_num · O the real dma_total_byte check.
         layout_ok = ((row_len_in < 16) & (row_len_out < 16)
                      & (d.row_switch_addr == row_len_in) & (d.channel_switch_addr == p["chsw"])
                      & (d.coef_group == groups_in)
                      & (d.wb_row_switch_addr == row_len_out)
                      & (d.wb_channel_switch_addr == p["wbchsw"])
                      & (d.wb_group == groups_out)
-                     & (plane == p["plane"]) & (d.dma_total_byte + 1 == p["total"]))
+                     & (plane == p["plane"])
+                     & (d.dma_total_byte[len(p["total"]):] == 0)   # one adder of the product's width
+                     & (d.dma_total_byte[:len(p["total"])] + 1 == p["total"]))
         # load_time = ⌈O / PL⌉  ⇔  (LT − 1)·PL < O ≤ LT·PL.
         loads_ok = ((d.o_ch_num_coef <= d.o_ch_num) & (d.para_size == p["para"])
                     & (p["loads"] - PL < OC) & (p["loads"] >= OC))
         # The channel_switch_addr fields are the layout's lines a block once LAYOUT has passed
         # (so their top bits are 0 and the products above are exact).
-        src_end = d.image_src_addr + p["src_lines"]
-        dst_end = d.image_dst_addr + p["dst_lines"]
-        weights_bad = ((d.para_start_addr + p["weights"] > self._weight_bytes)
-                       | (d.bwsx_base_addr + OC * BN_ENTRY_BYTES > self._weight_bytes)
-                       | (d.active_addr + ACT_TABLE_BYTES > self._weight_bytes)
+        src_bad, src_end = _sum_exceeds(d.image_src_addr, p["src_lines"], self._ram_lines)
+        dst_bad, dst_end = _sum_exceeds(d.image_dst_addr, p["dst_lines"], self._ram_lines)
+        # Reached only when both maps end inside the RAM: the low bits of the addresses do.
+        lines_bits = len(src_end) - 1
+        overlap = ((d.image_src_addr[:lines_bits] < dst_end)
+                   & (d.image_dst_addr[:lines_bits] < src_end))
+        weights_bad = (_sum_exceeds(d.para_start_addr, p["weights"], self._weight_bytes)[0]
+                       | _sum_exceeds(d.bwsx_base_addr, OC * BN_ENTRY_BYTES, self._weight_bytes)[0]
+                       # active_addr + 144 > size  ⇔  active_addr > size − 144
+                       | _sum_exceeds(d.active_addr, Const(0),
+                                      self._weight_bytes - ACT_TABLE_BYTES)[0]
                        | (d.bwsx_base_addr[:3] != 0) | (d.active_addr[:3] != 0))
-        limits_bad = ((W > self._max_width) | (n_entries > self._max_entries)
+        # Entries (config_limited): C for 3×3, ⌈C / 9⌉ for 1×1, 1 when depthwise.
+        limits_bad = ((W > self._max_width)
+                      | (~dw & Mux(k3, C > self._max_entries, C > 9 * self._max_entries))
                       | ~self.eight_bit_mode)
         result = Signal(REASON_BITS)
         with m.If(d.kernel_type > 1):
@@ -252,11 +270,11 @@ class DescriptorCheck(wiring.Component):
             m.d.comb += result.eq(R.LAYOUT)
         with m.Elif(~loads_ok):
             m.d.comb += result.eq(R.WEIGHT_LOADS)
-        with m.Elif(src_end > self._ram_lines):
+        with m.Elif(src_bad):
             m.d.comb += result.eq(R.SRC_RANGE)
-        with m.Elif(dst_end > self._ram_lines):
+        with m.Elif(dst_bad):
             m.d.comb += result.eq(R.DST_RANGE)
-        with m.Elif((d.image_src_addr < dst_end) & (d.image_dst_addr < src_end)):
+        with m.Elif(overlap):
             m.d.comb += result.eq(R.OVERLAP)
         with m.Elif(weights_bad):
             m.d.comb += result.eq(R.WEIGHT_RANGE)

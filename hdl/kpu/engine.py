@@ -223,7 +223,8 @@ class KpuEngine(wiring.Component):
 
     @property
     def x_sum_bits(self):
-        """Bits of Σ x over the ``max_entries × 9`` taps of one output."""
+        """Bits of Σ x over the ``max_entries × 9`` taps of one output (and of Σ w of one output
+        channel: as many bytes)."""
         return _x_sum_bits(self._max_entries)
 
     # ------------------------------------------------------------------------------------------
@@ -675,7 +676,6 @@ class KpuEngine(wiring.Component):
                                   & post_idle)
         return m
 
-    # ------------------------------------------------------------------------------------------
     # ------------------------------------------------------------------------------------------
     def _coef_loader(self, m, d, start, done, w_addr, w_terms, coef_wr, per_oc, lanes_active,
                      oc0):
