@@ -21,18 +21,17 @@ from amaranth.lib.wiring import In, Out
 
 from ..params import platform_family
 from . import post
-from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES
+from .check import DescriptorCheck, WeightTerms
 from .featuremap import LINE_BYTES
 from .layouts import (ActSegmentLayout, BatchNormLayout, DESCRIPTOR_WORDS, DescriptorLayout,
                       GatewareReason, REASON_BITS, WORD_BITS)
 from .mac import LATENCY as MAC_LATENCY
 from .mac import TAPS, MacArray
-from .post import ACC_BITS, SEGMENTS
+from .post import ACC_BITS
 from .widemul import dsp_count
 
 __all__ = ["KpuEngine"]
 
-W_SUM_BITS = 24         # Σ w of one output channel
 #: Rows of accumulators: the row being computed, the row being post-processed, and one more so
 #: that compute never waits for post at row boundaries when the two take equally long (1×1).
 ACC_ROWS = 3
@@ -129,7 +128,11 @@ class KpuEngine(wiring.Component):
     Throughput: one column per cycle (``9 × lanes`` MACs) while a row sweeps; between weight
     groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles); the post
     pipeline handles ``post_lanes`` outputs a cycle (one per 16 cycles with ``serial_post``).
-    A rejected descriptor takes 4 cycles.
+    The check takes :data:`.check.CHECK_LATENCY` (13) cycles: a rejected descriptor is done 13
+    cycles after its last word is accepted, an accepted one starts then. After a group's
+    weights are loaded, its ``w_term`` products take :attr:`x_sum_bits` + ``shr_w`` more cycles
+    (18 + ``shr_w`` for 64 entries), which the post pipeline waits for; they overlap the first
+    row's compute.
 
     KPU RAM reads: every input byte is read once per layer pass, a pass being the sweep of one
     group of ``lanes`` output channels (one channel for depthwise layers): a layer with ``O``
@@ -237,7 +240,8 @@ class KpuEngine(wiring.Component):
 
     @property
     def x_sum_bits(self):
-        """Bits of Σ x over the ``max_entries × 9`` taps of one output."""
+        """Bits of Σ x over the ``max_entries × 9`` taps of one output (and of Σ w of one output
+        channel: as many bytes)."""
         return _x_sum_bits(self._max_entries)
 
     # ------------------------------------------------------------------------------------------
@@ -285,19 +289,11 @@ class KpuEngine(wiring.Component):
             in_shift.eq(Mux(d.coef_group == 4, 2, Mux(d.coef_group == 2, 1, 0))),
             out_shift.eq(Mux(d.wb_group == 4, 2, Mux(d.wb_group == 2, 1, 0))),
         ]
-        stride = Signal(3)
-        with m.Switch(pool):
-            with m.Case(_Pool.BYPASS, _Pool.MEAN_2_S1, _Pool.MAX_2_S1):
-                m.d.comb += stride.eq(1)
-            with m.Case(_Pool.MAX_4_S4, _Pool.MEAN_4_S4, _Pool.LEFT_TOP_4_S4):
-                m.d.comb += stride.eq(4)
-            with m.Default():
-                m.d.comb += stride.eq(2)
 
-        # ---- checks (two register stages) -------------------------------------------------
-        reason = Signal(REASON_BITS)
-        chk = self._checks(m, d, C, OC, W, H, OW, OH, k3, dw, stride, per_oc, n_entries,
-                           ram_lines, weight_bytes)
+        # ---- check: the reason code and arg_add · G, bit-serially --------------------------
+        m.submodules.check = check = DescriptorCheck(
+            ram_lines=ram_lines, weight_bytes=weight_bytes, max_width=WMAX, max_entries=E)
+        m.d.comb += [check.desc.eq(d), check.eight_bit_mode.eq(self.eight_bit_mode)]
 
         # ---- group state ------------------------------------------------------------------
         oc0 = Signal(11)                    # first output channel of the group
@@ -309,8 +305,10 @@ class KpuEngine(wiring.Component):
         bn_mul = Array(Signal(signed(24), name=f"bn_mul_{j}") for j in range(P))
         bn_add = Array(Signal(signed(32), name=f"bn_add_{j}") for j in range(P))
         bn_shift = Array(Signal(4, name=f"bn_shift_{j}") for j in range(P))
-        w_term = Array(Signal(signed(48), name=f"w_term_{j}") for j in range(P))
-        add_term = Signal(signed(52))       # arg_add · G
+        # (arg_w · Σw) >> shr_w of each lane, bit-serially once the lane's weights are loaded.
+        m.submodules.w_terms = w_terms = WeightTerms(lanes=P, sum_bits=self.x_sum_bits)
+        m.d.comb += [w_terms.arg_w.eq(d.arg_w), w_terms.shr_w.eq(d.shr_w)]
+        w_term = [w_terms.terms[j] for j in range(P)]
 
         # ---- memories private to the engine -----------------------------------------------
         m.submodules.coef = coef = memory.Memory(
@@ -361,26 +359,21 @@ class KpuEngine(wiring.Component):
                     m.d.sync += desc_word.eq(desc_word + 1)
                     with m.If(desc_word == DESCRIPTOR_WORDS - 1):
                         m.d.sync += desc_word.eq(0)
-                        m.next = "CHECK1"
+                        m.d.comb += check.start.eq(1)
+                        m.next = "CHECK"
                 with m.If(self.flush):
                     m.d.sync += desc_word.eq(0)
-            with m.State("CHECK1"):
+            with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
-                m.next = "CHECK2"
-            with m.State("CHECK2"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += reason.eq(chk)
-                m.next = "DECIDE"
-            with m.State("DECIDE"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(reason != GatewareReason.OK):
-                    m.d.sync += [self.done.eq(1), self.error.eq(1), self.reason.eq(reason),
-                                 self.int_en.eq(d.int_en)]
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.comb += layer_start.eq(1)
-                    m.d.sync += [oc0.eq(0), add_term.eq(d.arg_add * g_ic)]
-                    m.next = "GROUP"
+                with m.If(check.done):
+                    with m.If(check.reason != GatewareReason.OK):
+                        m.d.sync += [self.done.eq(1), self.error.eq(1),
+                                     self.reason.eq(check.reason), self.int_en.eq(d.int_en)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.comb += layer_start.eq(1)
+                        m.d.sync += oc0.eq(0)
+                        m.next = "GROUP"
             with m.State("GROUP"):
                 m.d.comb += self.busy.eq(1)
                 if self._single_port_ram:
@@ -454,7 +447,7 @@ class KpuEngine(wiring.Component):
                     m.d.sync += tables_ready.eq(1)
                     m.next = "WAIT"
 
-        self._coef_loader(m, d, layer_start, coef_start, coef_done, w_addr, w_read, w_term,
+        self._coef_loader(m, d, layer_start, coef_start, coef_done, w_addr, w_read, w_terms,
                           coef_wr, per_oc, lanes_active)
 
         # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
@@ -750,7 +743,8 @@ class KpuEngine(wiring.Component):
             group_size=group_size, lanes_active=lanes_active, rows_done=rows_done,
             rows_freed=rows_freed, run_start=run_start, acc_post=acc_post, xsum_post=xsum_post,
             act=act, bn_mul=bn_mul, bn_add=bn_add, bn_shift=bn_shift, w_term=w_term,
-            add_term=add_term, tables_ready=tables_ready, acc_rows=ACC_ROWS,
+            add_term=check.add_term, tables_ready=tables_ready & w_terms.ready,
+            acc_rows=ACC_ROWS,
             port_taken=ram_read if self._single_port_ram else Const(0), ram_wr=self.ram_wr)
         post_idle = post.build_post(m, ctx, lanes=P, post_lanes=self._post_lanes,
                                     ram_word_bytes=B, max_width=WMAX, serial=self._serial_post,
@@ -770,104 +764,11 @@ class KpuEngine(wiring.Component):
         return m
 
     # ------------------------------------------------------------------------------------------
-    def _checks(self, m, d, C, OC, W, H, OW, OH, k3, dw, stride, per_oc, n_entries, ram_lines,
-                weight_bytes):
-        """Reason code of the latched descriptor, two cycles after it is latched: the order of
-        :func:`.model.check`, then this configuration's limits."""
-        R = GatewareReason
-        stride_shift = Mux(stride == 4, 2, Mux(stride == 2, 1, 0))
-        # Stage 1: products and layout values, registered.
-        row_len_in = Signal(5)
-        row_len_out = Signal(5)
-        groups_in = Signal(3)
-        groups_out = Signal(3)
-        m.d.comb += [
-            row_len_in.eq((W + 63) >> 6), row_len_out.eq((OW + 63) >> 6),
-            groups_in.eq(Mux(W <= 16, 4, Mux(W <= 32, 2, 1))),
-            groups_out.eq(Mux(OW <= 16, 4, Mux(OW <= 32, 2, 1))),
-        ]
-        r = {}
-
-        def reg(name, expr):
-            sig = Signal(expr.shape(), name=f"chk_{name}")
-            m.d.sync += sig.eq(expr)
-            r[name] = sig
-            return sig
-
-        reg("layout_ok",
-            (row_len_in < 16) & (row_len_out < 16)
-            & (d.row_switch_addr == row_len_in)
-            & (d.coef_group == groups_in)
-            & (d.wb_row_switch_addr == row_len_out)
-            & (d.wb_group == groups_out))
-        reg("chsw", row_len_in * H)
-        reg("wbchsw", row_len_out * OH)
-        reg("plane", OW * OH)
-        reg("per_load_bytes", (d.o_ch_num_coef + 1) * per_oc)
-        reg("load_hi", (d.load_time + 1) * (d.o_ch_num_coef + 1))
-        reg("load_lo", d.load_time * (d.o_ch_num_coef + 1))
-        reg("in_blocks", (C + groups_in - 1) >> Mux(groups_in == 4, 2, Mux(groups_in == 2, 1, 0)))
-        reg("out_blocks",
-            (OC + groups_out - 1) >> Mux(groups_out == 4, 2, Mux(groups_out == 2, 1, 0)))
-        reg("weights_end", d.para_start_addr + OC * per_oc)
-        reg("bn_end", d.bwsx_base_addr + OC * BN_ENTRY_BYTES)
-        reg("act_end", d.active_addr + ACT_TABLE_BYTES)
-
-        # Stage 2: the first failing reason.
-        input_lines = r["in_blocks"] * d.channel_switch_addr
-        output_lines = r["out_blocks"] * d.wb_channel_switch_addr
-        src_end = d.image_src_addr + input_lines
-        dst_end = d.image_dst_addr + output_lines
-        unsupported = (d.first_stride | d.bypass_conv | d.pad_type | d.ram_flag | d.full_add
-                       | (d.coef_column_offset != 0) | (d.coef_row_offset != 0)
-                       | (d.coef_size != 0) | ~d.load_para | ~d.load_coor | ~d.load_act)
-        layout_ok = (r["layout_ok"] & (d.channel_switch_addr == r["chsw"])
-                     & (d.wb_channel_switch_addr == r["wbchsw"])
-                     & (d.channel_byte_num + 1 == r["plane"])
-                     & (d.dma_total_byte + 1 == r["plane"] * OC))
-        loads_ok = ((d.o_ch_num_coef <= d.o_ch_num)
-                    & (d.para_size == r["per_load_bytes"])
-                    & (r["load_lo"] < OC) & (r["load_hi"] >= OC))
-        weights_bad = ((r["weights_end"] > weight_bytes) | (r["bn_end"] > weight_bytes)
-                       | (r["act_end"] > weight_bytes)
-                       | (d.bwsx_base_addr[:3] != 0) | (d.active_addr[:3] != 0))
-        limits_bad = ((W > self._max_width) | (n_entries > self._max_entries)
-                      | ~self.eight_bit_mode)
-        result = Signal(REASON_BITS)
-        with m.If(d.kernel_type > 1):
-            m.d.comb += result.eq(R.KERNEL_TYPE)
-        with m.Elif(d.pool_type > 9):
-            m.d.comb += result.eq(R.POOL_TYPE)
-        with m.Elif(unsupported):
-            m.d.comb += result.eq(R.UNSUPPORTED_MODE)
-        with m.Elif(dw & (C != OC)):
-            m.d.comb += result.eq(R.CHANNELS)
-        with m.Elif((OW != (W >> stride_shift)) | (OH != (H >> stride_shift))):
-            m.d.comb += result.eq(R.OUTPUT_SIZE)
-        with m.Elif(~layout_ok):
-            m.d.comb += result.eq(R.LAYOUT)
-        with m.Elif(~loads_ok):
-            m.d.comb += result.eq(R.WEIGHT_LOADS)
-        with m.Elif(src_end > ram_lines):
-            m.d.comb += result.eq(R.SRC_RANGE)
-        with m.Elif(dst_end > ram_lines):
-            m.d.comb += result.eq(R.DST_RANGE)
-        with m.Elif((d.image_src_addr < dst_end) & (d.image_dst_addr < src_end)):
-            m.d.comb += result.eq(R.OVERLAP)
-        with m.Elif(weights_bad):
-            m.d.comb += result.eq(R.WEIGHT_RANGE)
-        with m.Elif(limits_bad):
-            m.d.comb += result.eq(R.CONFIG_LIMIT)
-        with m.Else():
-            m.d.comb += result.eq(R.OK)
-        return result
-
-    # ------------------------------------------------------------------------------------------
-    def _coef_loader(self, m, d, layer_start, start, done, w_addr, w_read, w_term, coef_wr,
+    def _coef_loader(self, m, d, layer_start, start, done, w_addr, w_read, w_terms, coef_wr,
                      per_oc, lanes_active):
         """Copy the group's weights into the coefficient buffer, 8 bytes a cycle in, one entry
-        (up to 9 bytes) a cycle out at most; sets ``w_term`` = ``(arg_w · Σw) >> shr_w`` of each
-        lane as it completes.
+        (up to 9 bytes) a cycle out at most; hands each lane's Σw to ``w_terms`` as it completes
+        and starts it with the last lane.
 
         The weights of a group are one run of bytes. Words wait in a queue of three; an entry
         starts at byte ``pos`` of the first and, being at most 9 bytes, always ends within the
@@ -895,7 +796,7 @@ class KpuEngine(wiring.Component):
         lane = Signal(range(P + 1))
         entry = Signal(11)
         remaining = Signal(14)              # bytes of the current lane not yet taken
-        lane_sum = Signal(W_SUM_BITS)       # Σw of the current lane so far
+        lane_sum = Signal(self.x_sum_bits)  # Σw of the current lane so far (bounded like Σx)
         active = Signal()
         arrive = Signal()                   # the read issued last cycle returns this cycle
         m.d.sync += arrive.eq(0)
@@ -928,17 +829,17 @@ class KpuEngine(wiring.Component):
             m.d.sync += [w_addr.eq(w_addr + 1), arrive.eq(1)]
         m.d.comb += [coef_wr.addr.eq(entry), coef_wr.en.eq(Mux(pop, 1 << lane, 0)),
                      coef_wr.data.eq(entry_bytes.replicate(P))]
-        new_sum = Signal(W_SUM_BITS)
+        new_sum = Signal(self.x_sum_bits)
         m.d.comb += new_sum.eq(lane_sum + sum(entry_bytes.word_select(t, 8) for t in range(TAPS)))
         with m.If(pop):
             m.d.sync += lane_sum.eq(new_sum)
             with m.If(remaining == need):
-                m.d.sync += [entry.eq(0), remaining.eq(per_oc), lane.eq(lane + 1), lane_sum.eq(0),
-                             w_term[lane].eq((d.arg_w * new_sum) >> d.shr_w)]
+                m.d.sync += [entry.eq(0), remaining.eq(per_oc), lane.eq(lane + 1), lane_sum.eq(0)]
+                m.d.comb += [w_terms.load.eq(1), w_terms.lane.eq(lane), w_terms.sum.eq(new_sum)]
                 with m.If(lane == lanes_active - 1):
                     # Every lane is counted by now: the next group's run starts here.
                     m.d.sync += [active.eq(0), first.eq(read_end)]
-                    m.d.comb += done.eq(1)
+                    m.d.comb += [done.eq(1), w_terms.start.eq(1)]
             with m.Else():
                 m.d.sync += [entry.eq(entry + 1), remaining.eq(remaining - need)]
         # Last, so that it overrides the streaming updates above.
