@@ -60,7 +60,8 @@ def random_valid(rng):
                 in_channels=channels, out_channels=out_channels, width=width, height=height,
                 kernel_size=k, depthwise=dw, pool_type=pool,
                 src_addr=src, dst_addr=dst,
-                weights_addr=rng.randrange(4096 if small else WEIGHT_BYTES), bn_addr=8 * rng.randrange(256),
+                weights_addr=rng.randrange(4096 if small else WEIGHT_BYTES),
+                bn_addr=8 * rng.randrange(256),
                 act_addr=8 * rng.randrange(4096 if small else 1 << 29),
                 arg_x=rng.randint(-2 ** 23, 2 ** 23 - 1), shr_x=rng.randrange(16),
                 arg_w=rng.randint(-2 ** 23, 2 ** 23 - 1), shr_w=rng.randrange(16),
@@ -228,6 +229,17 @@ def test_weight_terms_match_python(lanes, sum_bits):
                for _ in range(30)]
     got = _run_terms(lanes, sum_bits, groups)
     assert got == [[(arg_w * s) >> shr_w for s in sums] for arg_w, shr_w, sums in groups]
+
+
+def test_bad_parameters_raise():
+    with pytest.raises(ValueError, match=r"^Maximum width must be an integer in 1\.\.1024, "
+                                         r"not 0$"):
+        DescriptorCheck(ram_lines=2048, weight_bytes=16384, max_width=0, max_entries=64)
+    with pytest.raises(ValueError, match=r"^Weight memory bytes must be an integer in "
+                                         r"144\.\.4294967296, not 100$"):
+        DescriptorCheck(ram_lines=2048, weight_bytes=100, max_width=64, max_entries=64)
+    with pytest.raises(ValueError, match=r"^Lanes must be an integer in 1\.\.64, not 0$"):
+        WeightTerms(lanes=0, sum_bits=18)
 
 
 def test_check_converts_to_verilog():

@@ -14,7 +14,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType, pool_stride
+from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType, _check_int, pool_stride
 from .layouts import DescriptorLayout, GatewareReason, REASON_BITS
 
 __all__ = ["CHECK_STEPS", "CHECK_LATENCY", "DescriptorCheck", "WeightTerms", "config_limited"]
@@ -109,6 +109,12 @@ class DescriptorCheck(wiring.Component):
         The configuration's limits (:attr:`GatewareReason.CONFIG_LIMIT`, see
         :func:`config_limited`).
 
+    Raises
+    ------
+    ValueError
+        On a parameter out of range, e.g. ``"Maximum width must be an integer in 1..1024, not
+        0"``.
+
     Members
     -------
     desc : In(DescriptorLayout)
@@ -129,6 +135,14 @@ class DescriptorCheck(wiring.Component):
     """
 
     def __init__(self, *, ram_lines, weight_bytes, max_width, max_entries):
+        try:
+            _check_int("KPU RAM lines", ram_lines, 1, 1 << 15)
+            _check_int("Weight memory bytes", weight_bytes, ACT_TABLE_BYTES, 1 << 32)
+            _check_int("Maximum width", max_width, 1, 1024)
+            _check_int("Maximum entries", max_entries, 1, 1024)
+        except ValueError:
+            self._MustUse__silence = True   # a rejected object is not an unused design
+            raise
         self._ram_lines = ram_lines
         self._weight_bytes = weight_bytes
         self._max_width = max_width
@@ -232,7 +246,8 @@ class DescriptorCheck(wiring.Component):
                      & (d.wb_channel_switch_addr == p["wbchsw"])
                      & (d.wb_group == groups_out)
                      & (plane == p["plane"])
-                     & (d.dma_total_byte[len(p["total"]):] == 0)   # one adder of the product's width
+                     # + 1 on the product's bits only
+                     & (d.dma_total_byte[len(p["total"]):] == 0)
                      & (d.dma_total_byte[:len(p["total"])] + 1 == p["total"]))
         # load_time = ⌈O / PL⌉  ⇔  (LT − 1)·PL < O ≤ LT·PL.
         loads_ok = ((d.o_ch_num_coef <= d.o_ch_num) & (d.para_size == p["para"])
@@ -300,6 +315,11 @@ class WeightTerms(wiring.Component):
     sum_bits : int
         Bits of ``Σw`` (unsigned).
 
+    Raises
+    ------
+    ValueError
+        On a parameter out of range.
+
     Members
     -------
     load : In(1)
@@ -318,6 +338,12 @@ class WeightTerms(wiring.Component):
     """
 
     def __init__(self, *, lanes, sum_bits):
+        try:
+            _check_int("Lanes", lanes, 1, 64)
+            _check_int("Σw bits", sum_bits, 1, 32)
+        except ValueError:
+            self._MustUse__silence = True   # a rejected object is not an unused design
+            raise
         self._lanes = lanes
         self._sum_bits = sum_bits
         arg_w = DescriptorLayout["arg_w"].shape
