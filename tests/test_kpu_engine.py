@@ -114,14 +114,18 @@ def test_reads_each_input_word_once_per_group(config, kernel_size, depthwise):
     assert dict(run.ram_reads) == expected
 
 
-def test_wide_map_spans_several_ram_words():
-    # 40 pixels: one channel per line, rows of three 16-byte words, the last one partial.
-    rng = random.Random("wide")
+@pytest.mark.parametrize("kernel_size", [3, 1])
+@pytest.mark.parametrize("word_bytes", [16, 8])
+def test_wide_map_spans_several_ram_words(word_bytes, kernel_size):
+    # 33 to 40 pixels: one channel per line, rows of three 16-byte or five 8-byte words, the
+    # last one partial; 1×1: two entries of up to nine channels. 8-byte words: the single-port
+    # configuration.
+    rng = random.Random(f"wide-{word_bytes}-{kernel_size}")
     kpu = Kpu(ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES, lanes=2, max_width=40,
-              max_entries=8)
+              max_entries=8, ram_word_bytes=word_bytes, single_port_ram=word_bytes == 8)
+    shape = (11 if kernel_size == 1 else 3, 3, 4, rng.randint(33, 40))
     d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
-                              min_width=33, max_width=40, max_height=4, max_channels=3,
-                              kernel_size=3, depthwise=False, pool_type=0)
+                              kernel_size=kernel_size, depthwise=False, pool_type=0, shape=shape)
     ram = random_ram(rng)
     run = run_kpu(kpu, ram, weights, [d.to_words()], timeout_cycles=20_000)
     assert_same_ram(run.ram, expected_after([d], ram, weights))
