@@ -27,7 +27,7 @@ from .layouts import (ActSegmentLayout, BatchNormLayout, DescriptorLayout, Gatew
                       REASON_BITS)
 from .mac import LATENCY as MAC_LATENCY
 from .mac import TAPS, MacArray
-from .post import ACC_BITS, SEGMENTS
+from .post import ACC_BITS
 from .widemul import dsp_count
 
 __all__ = ["KpuEngine"]
