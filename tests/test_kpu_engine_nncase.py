@@ -18,32 +18,46 @@ from nangua.sim.kpu import run_kpu
 DATA = pathlib.Path(__file__).parent / "data" / "kpu"
 CASES = [case["name"] for case in json.loads((DATA / "cases.json").read_text())]
 RAM_BYTES = 128 * 1024          # every case's maps lie below line 2048
-LANES = 4
+#: Engine configurations: 4 lanes with 2 post lanes, and the iCE40's 1 lane with serial post.
+CONFIGS = {
+    "l4": dict(lanes=4, post_lanes=2),
+    "l1s": dict(lanes=1, ram_word_bytes=8, single_port_ram=True, serial_post=True),
+}
+
+#: Rough cycles above which a case is slow (16 cycles an output with the serial post: the
+#: default run keeps three of its cases).
+SLOW_COST = {"l4": 6000, "l1s": 12000}
 
 
-def _cost(descriptors):
+def _cost(descriptors, config):
     """Rough simulated cycles of a program (to keep the default run short)."""
+    lanes = CONFIGS[config]["lanes"]
+    serial = CONFIGS[config].get("serial_post", False)
     cost = 0
     for d in descriptors:
-        groups = d.o_ch_num if d.depth_wise_layer else math.ceil(d.o_ch_num / LANES)
+        groups = d.o_ch_num if d.depth_wise_layer else math.ceil(d.o_ch_num / lanes)
         entries = (1 if d.depth_wise_layer
                    else d.i_ch_num if d.kernel_type == 1 else math.ceil(d.i_ch_num / 9))
-        cost += groups * d.i_col_high * entries * max(d.i_row_wid, 9)
+        compute = groups * d.i_col_high * entries * max(d.i_row_wid, 9)
+        post = 16 * d.o_ch_num * d.i_col_high * d.i_row_wid if serial else 0
+        cost += max(compute, post)
     return cost
 
 
 def _params():
     params = []
-    for name in CASES:
-        program = read_k210_program((DATA / f"{name}.kmodel").read_bytes())
-        _, descriptors = weight_memory(program)
-        slow = _cost(descriptors) > 6000
-        params.append(pytest.param(name, marks=[pytest.mark.slow] if slow else []))
+    for config in CONFIGS:
+        for name in CASES:
+            program = read_k210_program((DATA / f"{name}.kmodel").read_bytes())
+            _, descriptors = weight_memory(program)
+            slow = _cost(descriptors, config) > SLOW_COST[config]
+            params.append(pytest.param(name, config, id=f"{config}-{name}",
+                                       marks=[pytest.mark.slow] if slow else []))
     return params
 
 
-@pytest.mark.parametrize("name", _params())
-def test_gateware_matches_nncase(name):
+@pytest.mark.parametrize("name,config", _params())
+def test_gateware_matches_nncase(name, config):
     program = read_k210_program((DATA / f"{name}.kmodel").read_bytes())
     vectors = np.load(DATA / f"{name}.npz")
     upload, download = program.ops[0], program.ops[-1]
@@ -52,11 +66,11 @@ def test_gateware_matches_nncase(name):
     memory = bytes(memory) + bytes(weight_bytes - len(memory))
     ram = bytearray(RAM_BYTES)
     write_fmap(ram, upload.output.start // LINE_BYTES, vectors["input"][0])
-    kpu = Kpu(ram_bytes=RAM_BYTES, weight_bytes=max(weight_bytes, 144), lanes=LANES,
-              post_lanes=2, max_width=max(d.i_row_wid for d in descriptors),
-              max_entries=max(d.i_ch_num for d in descriptors))
+    kpu = Kpu(ram_bytes=RAM_BYTES, weight_bytes=max(weight_bytes, 144),
+              max_width=max(d.i_row_wid for d in descriptors),
+              max_entries=max(d.i_ch_num for d in descriptors), **CONFIGS[config])
     run = run_kpu(kpu, ram, memory, [d.to_words() for d in descriptors],
-                  timeout_cycles=20 * _cost(descriptors) + 10_000)
+                  timeout_cycles=20 * _cost(descriptors, config) + 10_000)
     assert [layer.reason for layer in run.layers] == [0] * len(descriptors)
     got = read_fmap(run.ram, download.input.start // LINE_BYTES, *download.shape[1:])
     assert np.array_equal(got[None], vectors["output"])

@@ -37,7 +37,8 @@ from .widemul import LATENCY as WIDE_LATENCY
 from .widemul import WideMul
 
 __all__ = ["Pool", "SEGMENTS", "ACC_BITS", "POOL_BITS", "SERIAL_PERIOD", "PostContext",
-           "FlopActTable", "MemoryActTable", "Mul16", "limbs", "round_clamp", "build_post"]
+           "FlopActTable", "MemoryActTable", "Mul16", "limbs", "round_clamp", "build_post",
+           "sequencer", "parallel_front_end", "serial_front_end", "writer"]
 
 ACC_BITS = 36           # conv and batch-norm results wrap to signed 36 bits, as in nncase
 POOL_BITS = 12          # sum of 16 uint8 values
