@@ -139,7 +139,8 @@ class KpuEngine(wiring.Component):
 
     Throughput: one column per cycle (``9 × lanes`` MACs) while a row sweeps; between weight
     groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles; with one
-    lane a byte a cycle, about ``10 · entries``); the post pipeline handles ``post_lanes`` outputs a cycle (one per 16 cycles with ``serial_post``).
+    lane a byte a cycle, about ``10 · entries``); the post pipeline handles ``post_lanes``
+    outputs a cycle (one per 16 cycles with ``serial_post``).
     The check takes :data:`.check.CHECK_LATENCY` (13) cycles: a rejected descriptor is done 13
     cycles after its last word is accepted, an accepted one starts then. After a group's
     weights are loaded, its ``w_term`` products take :attr:`x_sum_bits` + ``shr_w`` more cycles
@@ -789,7 +790,7 @@ class KpuEngine(wiring.Component):
         ``start`` and ``done``, and no word beyond the run.
 
         With several lanes (:meth:`_copy_words`) an entry (up to 9 bytes) is written a cycle
-        at most; with one lane (:meth:`_copy_bytes`) a byte is taken a cycle, about 9 cycles an
+        at most; with one lane (:meth:`_copy_bytes`) a byte is taken a cycle, about 10 cycles an
         entry: a group of one lane computes for thousands of cycles, and the byte-serial copy
         is a fraction of the logic.
         """
@@ -827,15 +828,14 @@ class KpuEngine(wiring.Component):
                 m.d.comb += [done.eq(1), w_terms.start.eq(1)]
 
         copy = self._copy_bytes if P == 1 else self._copy_words
-        copy(m, state, start, first, read_end, w_addr, w_read, coef_wr, per_oc, finish_lane)
+        copy(m, state, start, first, read_end, w_addr, w_read, coef_wr, finish_lane)
         # Last, so that it overrides the streaming updates above.
         with m.If(start):
             m.d.sync += [state.active.eq(1), w_addr.eq(first >> 3), state.lane.eq(0),
                          state.entry.eq(0), state.remaining.eq(per_oc), state.lane_sum.eq(0),
                          read_end.eq(first + per_oc), read_lanes.eq(1)]
 
-    def _copy_words(self, m, s, start, first, read_end, w_addr, w_read, coef_wr, per_oc,
-                    finish_lane):
+    def _copy_words(self, m, s, start, first, read_end, w_addr, w_read, coef_wr, finish_lane):
         """Several lanes: 8 bytes a cycle in, one entry (up to 9 bytes) a cycle out at most.
 
         Words wait in a queue of three; an entry starts at byte ``pos`` of the first and, being
@@ -887,8 +887,7 @@ class KpuEngine(wiring.Component):
         with m.If(start):
             m.d.sync += [pos.eq(first[:3]), count.eq(0)]
 
-    def _copy_bytes(self, m, s, start, first, read_end, w_addr, w_read, coef_wr, per_oc,
-                    finish_lane):
+    def _copy_bytes(self, m, s, start, first, read_end, w_addr, w_read, coef_wr, finish_lane):
         """One lane: a byte a cycle from one word register into a 72-bit entry register.
 
         ``w_addr`` is the next word to read. The word register holds one weight word; byte
