@@ -166,6 +166,40 @@ def test_layers_queued_back_to_back():
     assert_same_ram(run.ram, expected_after(layers, ram, bytes(weights)))
 
 
+# (C, O, k): 3×3 entries of 9 bytes; 1×1 entries of 9, 9 and 2 channels (the last one padded).
+WEIGHT_SHAPES = {"3x3": (5, 2, 3), "1x1": (20, 3, 1)}
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("shape", sorted(WEIGHT_SHAPES))
+def test_every_weight_byte_reaches_its_tap(config, shape):
+    # Post stages that keep the product sum (bn 1·acc, one linear activation segment) and a run
+    # of weights at an odd byte address: a weight byte dropped, repeated or moved by the
+    # coefficient loader changes the output (the model's own check below shows it does).
+    from nangua.hdl.kpu.descriptor import pack_activation, pack_batchnorm
+    rng = random.Random(f"taps-{config}-{shape}")
+    channels, out_channels, k = WEIGHT_SHAPES[shape]
+    width, height = 8, 4
+    w_addr = 3
+    shift = 12 if k == 3 else 11        # the sums' typical range onto 0..255
+    weights = bytearray(rng.randrange(256) for _ in range(WEIGHT_BYTES))
+    bn_addr = (w_addr + out_channels * channels * k * k + 7) // 8 * 8
+    weights[bn_addr:bn_addr + 8 * out_channels] = pack_batchnorm([(1, 0, 0)] * out_channels)
+    act_addr = bn_addr + 8 * out_channels
+    weights[act_addr:act_addr + 144] = pack_activation(
+        [(-2 ** 35, 0, 0, 0), (-1, 1, shift, 0)] + [(2 ** 35 - 1, 0, 0, 0)] * 14)
+    d = make_layer(in_channels=channels, out_channels=out_channels, width=width, height=height,
+                   kernel_size=k, src_addr=0, dst_addr=64, weights_addr=w_addr,
+                   bn_addr=bn_addr, act_addr=act_addr, pad_value=rng.randrange(256))
+    ram = random_ram(rng)
+    expected = expected_after([d], ram, bytes(weights))
+    for moved in (w_addr - 1, w_addr + 1):
+        assert expected_after([d.replace(para_start_addr=moved)], ram, bytes(weights)) != expected
+    run = run_kpu(make_kpu(config), ram, bytes(weights), [d.to_words()], timeout_cycles=20_000)
+    assert [layer.reason for layer in run.layers] == [0]
+    assert_same_ram(run.ram, expected)
+
+
 def _valid_layer():
     return make_layer(in_channels=3, out_channels=2, width=6, height=5, kernel_size=3,
                       src_addr=0, dst_addr=20, weights_addr=0, bn_addr=56, act_addr=72)

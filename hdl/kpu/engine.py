@@ -15,6 +15,8 @@ leaves, and ``lanes × 9`` products are accumulated into ``acc[lane][x]``. While
 output bytes.
 """
 
+from typing import NamedTuple
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -53,6 +55,16 @@ def _next_slot(slot):
 def _check_int(name, value, low, high):
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name} must be an integer in {low}..{high}, not {value!r}")
+
+
+class _CoefCopy(NamedTuple):
+    """The coefficient loader's state that its two copy paths share (see ``_coef_loader``)."""
+    active: Signal
+    lane: Signal
+    entry: Signal
+    remaining: Signal
+    lane_sum: Signal
+    arrive: Signal
 
 
 class KpuEngine(wiring.Component):
@@ -126,8 +138,9 @@ class KpuEngine(wiring.Component):
         only.
 
     Throughput: one column per cycle (``9 × lanes`` MACs) while a row sweeps; between weight
-    groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles); the post
-    pipeline handles ``post_lanes`` outputs a cycle (one per 16 cycles with ``serial_post``).
+    groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles; with one
+    lane a byte a cycle, about ``10 · entries``); the post pipeline handles ``post_lanes``
+    outputs a cycle (one per 16 cycles with ``serial_post``).
     The check takes :data:`.check.CHECK_LATENCY` (13) cycles: a rejected descriptor is done 13
     cycles after its last word is accepted, an accepted one starts then. After a group's
     weights are loaded, its ``w_term`` products take :attr:`x_sum_bits` + ``shr_w`` more cycles
@@ -766,19 +779,20 @@ class KpuEngine(wiring.Component):
     # ------------------------------------------------------------------------------------------
     def _coef_loader(self, m, d, layer_start, start, done, w_addr, w_read, w_terms, coef_wr,
                      per_oc, lanes_active):
-        """Copy the group's weights into the coefficient buffer, 8 bytes a cycle in, one entry
-        (up to 9 bytes) a cycle out at most; hands each lane's Σw to ``w_terms`` as it completes
-        and starts it with the last lane.
+        """Copy the group's weights into the coefficient buffer; hand each lane's Σw to
+        ``w_terms`` as it completes and start it with the last lane.
 
-        The weights of a group are one run of bytes. Words wait in a queue of three; an entry
-        starts at byte ``pos`` of the first and, being at most 9 bytes, always ends within the
-        second, so cutting it out is one 8-way selection of 72 bits (a byte-granular FIFO
-        needs two 192-bit byte shifters).
+        The weights of a group are one run of bytes from byte ``first`` of the weight memory;
+        the groups' runs follow each other from ``para_start_addr``, so the next group's run
+        starts at ``read_end``, the end of this one, found by adding ``per_oc`` once per lane,
+        one lane a cycle from the start, ahead of the reads it bounds (a lane takes at least a
+        cycle to copy, and its first word two to arrive). Weights are read only between
+        ``start`` and ``done``, and no word beyond the run.
 
-        Addresses come from additions only: the groups' runs follow each other from
-        ``para_start_addr``, and the end of the run is found by adding ``per_oc`` once per
-        lane, one lane a cycle from the start, ahead of the reads it bounds (a lane takes at
-        least a cycle to copy, and its first word two to arrive).
+        With several lanes (:meth:`_copy_words`) an entry (up to 9 bytes) is written a cycle
+        at most; with one lane (:meth:`_copy_bytes`) a byte is taken a cycle, about 10 cycles an
+        entry: a group of one lane computes for thousands of cycles, and the byte-serial copy
+        is a fraction of the logic.
         """
         P = self._lanes
         weight_bytes = self._weight_words * WEIGHT_WORD_BYTES
@@ -790,23 +804,55 @@ class KpuEngine(wiring.Component):
             m.d.sync += first.eq(d.para_start_addr)
         with m.If(read_lanes < lanes_active):
             m.d.sync += [read_end.eq(read_end + per_oc), read_lanes.eq(read_lanes + 1)]
+        state = _CoefCopy(
+            active=Signal(name="coef_active"),
+            lane=Signal(range(P + 1), name="coef_lane"),
+            entry=Signal(11, name="coef_entry"),
+            # Bytes of the current lane not yet taken.
+            remaining=Signal(14, name="coef_remaining"),
+            # Σw of the current lane so far (bounded like Σx).
+            lane_sum=Signal(self.x_sum_bits, name="coef_lane_sum"),
+            # The read issued last cycle returns this cycle.
+            arrive=Signal(name="coef_arrive"))
+        m.d.sync += state.arrive.eq(0)
+
+        def finish_lane(lane_total):
+            # The lane's last entry is written: its Σw goes to w_terms, the next lane starts.
+            m.d.sync += [state.entry.eq(0), state.remaining.eq(per_oc),
+                         state.lane.eq(state.lane + 1), state.lane_sum.eq(0)]
+            m.d.comb += [w_terms.load.eq(1), w_terms.lane.eq(state.lane),
+                         w_terms.sum.eq(lane_total)]
+            with m.If(state.lane == lanes_active - 1):
+                # Every lane is counted by now: the next group's run starts here.
+                m.d.sync += [state.active.eq(0), first.eq(read_end)]
+                m.d.comb += [done.eq(1), w_terms.start.eq(1)]
+
+        copy = self._copy_bytes if P == 1 else self._copy_words
+        copy(m, state, start, first, read_end, w_addr, w_read, coef_wr, finish_lane)
+        # Last, so that it overrides the streaming updates above.
+        with m.If(start):
+            m.d.sync += [state.active.eq(1), w_addr.eq(first >> 3), state.lane.eq(0),
+                         state.entry.eq(0), state.remaining.eq(per_oc), state.lane_sum.eq(0),
+                         read_end.eq(first + per_oc), read_lanes.eq(1)]
+
+    def _copy_words(self, m, s, start, first, read_end, w_addr, w_read, coef_wr, finish_lane):
+        """Several lanes: 8 bytes a cycle in, one entry (up to 9 bytes) a cycle out at most.
+
+        Words wait in a queue of three; an entry starts at byte ``pos`` of the first and, being
+        at most 9 bytes, always ends within the second, so cutting it out is one 8-way
+        selection of 72 bits (a byte-granular FIFO needs two 192-bit byte shifters).
+        """
+        P = self._lanes
         queue = [Signal(64, name=f"coef_word_{i}") for i in range(3)]
         count = Signal(range(4))            # words in the queue
         pos = Signal(3)                     # byte of queue[0] where the next entry starts
-        lane = Signal(range(P + 1))
-        entry = Signal(11)
-        remaining = Signal(14)              # bytes of the current lane not yet taken
-        lane_sum = Signal(self.x_sum_bits)  # Σw of the current lane so far (bounded like Σx)
-        active = Signal()
-        arrive = Signal()                   # the read issued last cycle returns this cycle
-        m.d.sync += arrive.eq(0)
         need = Signal(4)
-        m.d.comb += need.eq(Mux(remaining < 9, remaining, 9))
+        m.d.comb += need.eq(Mux(s.remaining < 9, s.remaining, 9))
         end = Signal(5)                     # byte after the entry, from the start of queue[0]
         pop = Signal()
         consumed = Signal(2)                # words the entry finishes: 0, 1 or 2
         kept = Signal(range(4))             # words left in the queue after the pop
-        m.d.comb += [end.eq(pos + need), pop.eq(active & (count * 8 >= end)),
+        m.d.comb += [end.eq(pos + need), pop.eq(s.active & (count * 8 >= end)),
                      consumed.eq(Mux(pop, end >> 3, 0)), kept.eq(count - consumed)]
         entry_bytes = Signal(8 * TAPS)
         window = Cat(queue[0], queue[1])
@@ -815,35 +861,80 @@ class KpuEngine(wiring.Component):
         # Shift out the consumed words, then append the arriving one behind those kept.
         for i in range(3):
             shifted = Array(queue[i + k] if i + k < 3 else Const(0, 64) for k in range(3))
-            with m.If(arrive & (kept == i)):
+            with m.If(s.arrive & (kept == i)):
                 m.d.sync += queue[i].eq(self.w_rd.data)
             with m.Else():
                 m.d.sync += queue[i].eq(shifted[consumed])
-        m.d.sync += count.eq(kept + arrive)
+        m.d.sync += count.eq(kept + s.arrive)
         with m.If(pop):
             m.d.sync += pos.eq(end[:3])
         # A read issued now arrives next cycle: issue it only if the queue will have room then
         # even if nothing is popped meanwhile.
-        with m.If(active & (Cat(Const(0, 3), w_addr) < read_end) & (kept + arrive < 3)):
+        with m.If(s.active & (Cat(Const(0, 3), w_addr) < read_end) & (kept + s.arrive < 3)):
             m.d.comb += w_read.eq(1)
-            m.d.sync += [w_addr.eq(w_addr + 1), arrive.eq(1)]
-        m.d.comb += [coef_wr.addr.eq(entry), coef_wr.en.eq(Mux(pop, 1 << lane, 0)),
+            m.d.sync += [w_addr.eq(w_addr + 1), s.arrive.eq(1)]
+        m.d.comb += [coef_wr.addr.eq(s.entry), coef_wr.en.eq(Mux(pop, 1 << s.lane, 0)),
                      coef_wr.data.eq(entry_bytes.replicate(P))]
         new_sum = Signal(self.x_sum_bits)
-        m.d.comb += new_sum.eq(lane_sum + sum(entry_bytes.word_select(t, 8) for t in range(TAPS)))
+        m.d.comb += new_sum.eq(s.lane_sum
+                               + sum(entry_bytes.word_select(t, 8) for t in range(TAPS)))
         with m.If(pop):
-            m.d.sync += lane_sum.eq(new_sum)
-            with m.If(remaining == need):
-                m.d.sync += [entry.eq(0), remaining.eq(per_oc), lane.eq(lane + 1), lane_sum.eq(0)]
-                m.d.comb += [w_terms.load.eq(1), w_terms.lane.eq(lane), w_terms.sum.eq(new_sum)]
-                with m.If(lane == lanes_active - 1):
-                    # Every lane is counted by now: the next group's run starts here.
-                    m.d.sync += [active.eq(0), first.eq(read_end)]
-                    m.d.comb += [done.eq(1), w_terms.start.eq(1)]
+            m.d.sync += s.lane_sum.eq(new_sum)
+            with m.If(s.remaining == need):
+                finish_lane(new_sum)
             with m.Else():
-                m.d.sync += [entry.eq(entry + 1), remaining.eq(remaining - need)]
-        # Last, so that it overrides the streaming updates above.
+                m.d.sync += [s.entry.eq(s.entry + 1), s.remaining.eq(s.remaining - need)]
         with m.If(start):
-            m.d.sync += [active.eq(1), w_addr.eq(first >> 3), pos.eq(first[:3]), count.eq(0),
-                         lane.eq(0), entry.eq(0), remaining.eq(per_oc), lane_sum.eq(0),
-                         read_end.eq(first + per_oc), read_lanes.eq(1)]
+            m.d.sync += [pos.eq(first[:3]), count.eq(0)]
+
+    def _copy_bytes(self, m, s, start, first, read_end, w_addr, w_read, coef_wr, finish_lane):
+        """One lane: a byte a cycle from one word register into a 72-bit entry register.
+
+        ``w_addr`` is the next word to read. The word register holds one weight word; byte
+        ``pos`` of it is taken each cycle and shifted into the top of the entry register, so
+        after nine shifts the entry's first byte is at the bottom. A lane whose bytes end
+        within an entry (1×1 layers) shifts in zero bytes to complete it, as the several-lane
+        copy masks them. The next word is read as the last byte of a word is taken, so a word
+        of 8 bytes takes 9 cycles; a complete entry is written to the buffer the cycle after
+        its last shift, and the lane is done when that entry was its last.
+        """
+        word = Signal(64)                   # the weight word read last
+        loaded = Signal()                   # ``word`` holds bytes still to take
+        pos = Signal(3)                     # byte of ``word`` taken next
+        taps = Signal(range(TAPS))          # bytes shifted into the entry so far
+        entry_bytes = Signal(8 * TAPS)
+        written = Signal()                  # the entry is complete: write it this cycle
+        byte = Signal(8)
+        take = Signal()                     # take byte ``pos`` of ``word``
+        pad = Signal()                      # complete the lane's last entry with a zero byte
+        m.d.comb += [
+            byte.eq(word.word_select(pos, 8)),
+            take.eq(s.active & loaded & (s.remaining != 0)),
+            pad.eq(s.active & (s.remaining == 0) & (taps != 0)),
+        ]
+        m.d.sync += written.eq(0)
+        with m.If(take | pad):
+            m.d.sync += [entry_bytes.eq(Cat(entry_bytes[8:], Mux(take, byte, 0))),
+                         taps.eq(Mux(taps == TAPS - 1, 0, taps + 1)),
+                         written.eq(taps == TAPS - 1)]
+        with m.If(take):
+            m.d.sync += [pos.eq(pos + 1), s.remaining.eq(s.remaining - 1),
+                         s.lane_sum.eq(s.lane_sum + byte)]
+            with m.If(pos == 7):
+                m.d.sync += loaded.eq(0)
+        with m.If(s.arrive):
+            m.d.sync += [word.eq(self.w_rd.data), loaded.eq(1)]
+        # Read a word only when one of its bytes is wanted: the run's first, or the next
+        # while the last byte of this one is taken and more bytes remain.
+        with m.If(s.active & ~s.arrive & Mux(loaded, take & (pos == 7) & (s.remaining != 1),
+                                             ~loaded & (s.remaining != 0))):
+            m.d.comb += w_read.eq(1)
+            m.d.sync += [w_addr.eq(w_addr + 1), s.arrive.eq(1)]
+        m.d.comb += [coef_wr.addr.eq(s.entry), coef_wr.en.eq(written),
+                     coef_wr.data.eq(entry_bytes)]
+        with m.If(written):
+            m.d.sync += s.entry.eq(s.entry + 1)
+            with m.If(s.remaining == 0):
+                finish_lane(s.lane_sum)
+        with m.If(start):
+            m.d.sync += [pos.eq(first[:3]), loaded.eq(0), taps.eq(0), written.eq(0)]
