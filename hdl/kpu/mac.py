@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from ..params import platform_family
 from .widemul import Ecp5Mult18x18D
 
-__all__ = ["TAPS", "PRODUCT_BITS", "LANE_SUM_BITS", "TAP_SUM_BITS", "MacArray"]
+__all__ = ["TAPS", "PRODUCT_BITS", "LANE_SUM_BITS", "TAP_SUM_BITS", "sb_mac16", "MacArray"]
 
 #: Taps of one 3×3 window (also the 9 input channels a 1×1 step takes).
 TAPS = 9
@@ -26,6 +26,25 @@ LANE_SUM_BITS = 20
 TAP_SUM_BITS = 12
 #: Clock cycles from ``x``/``w`` to ``sums``/``x_sum``.
 LATENCY = 2
+
+
+def sb_mac16(*, a, b, o, ce, **params):
+    """An iCE40 SB_MAC16 computing ``a × b`` on ``o`` as the multiplier ``params`` (``p_...``)
+    configure it: no input registers, no C/D operands, no accumulator or adder in use, no holds,
+    and no resets (the primitive's resets are asynchronous; its users qualify its results with
+    valid flags of their own)."""
+    return Instance(
+        "SB_MAC16", **params,
+        p_A_REG=0, p_B_REG=0, p_C_REG=0, p_D_REG=0,
+        p_TOPADDSUB_LOWERINPUT=0, p_TOPADDSUB_UPPERINPUT=0, p_TOPADDSUB_CARRYSELECT=0,
+        p_BOTADDSUB_LOWERINPUT=0, p_BOTADDSUB_UPPERINPUT=0, p_BOTADDSUB_CARRYSELECT=0,
+        p_NEG_TRIGGER=0,
+        i_CLK=ClockSignal(), i_CE=ce, i_A=a, i_B=b, i_C=0, i_D=0,
+        i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
+        i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
+        i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
+        i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
+        o_O=o)
 
 
 class Ice40Mul8x8Pair(Elaboratable):
@@ -44,25 +63,13 @@ class Ice40Mul8x8Pair(Elaboratable):
         if self.platform is None:           # behavioural twin, for simulation
             m.d.sync += self.o.eq(Cat(self.a[:8] * self.b[:8], self.a[8:] * self.b[8:]))
             return m
-        m.submodules.mac = Instance(
-            "SB_MAC16",
+        # Output muxes select the (registered) 8x8 products, not the accumulators.
+        m.submodules.mac = sb_mac16(
+            a=self.a, b=self.b, o=self.o, ce=1,
             p_MODE_8x8=1, p_A_SIGNED=0, p_B_SIGNED=0,
-            p_A_REG=0, p_B_REG=0, p_C_REG=0, p_D_REG=0,
             p_TOP_8x8_MULT_REG=1, p_BOT_8x8_MULT_REG=1,
             p_PIPELINE_16x16_MULT_REG1=0, p_PIPELINE_16x16_MULT_REG2=0,
-            # Output muxes select the (registered) 8x8 products, not the accumulators.
-            p_TOPOUTPUT_SELECT=0b10, p_BOTOUTPUT_SELECT=0b10,
-            p_TOPADDSUB_LOWERINPUT=0, p_TOPADDSUB_UPPERINPUT=0, p_TOPADDSUB_CARRYSELECT=0,
-            p_BOTADDSUB_LOWERINPUT=0, p_BOTADDSUB_UPPERINPUT=0, p_BOTADDSUB_CARRYSELECT=0,
-            p_NEG_TRIGGER=0,
-            i_CLK=ClockSignal(), i_CE=1, i_A=self.a, i_B=self.b, i_C=0, i_D=0,
-            i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
-            # No reset: the primitive's resets are asynchronous, and the array's results are
-            # only used under the engine's (reset) valid flags.
-            i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
-            i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
-            i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
-            o_O=self.o)
+            p_TOPOUTPUT_SELECT=0b10, p_BOTOUTPUT_SELECT=0b10)
         return m
 
 

@@ -24,8 +24,7 @@ the accumulator rows is shared too.
 
 from dataclasses import dataclass
 
-from amaranth.hdl import (Array, Cat, ClockSignal, Const, EnableInserter, Instance, Module, Mux,
-                          Shape, Signal, signed)
+from amaranth.hdl import Array, Cat, Const, EnableInserter, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,6 +32,7 @@ from ..params import platform_family
 from .descriptor import PoolType
 from .featuremap import LINE_BYTES
 from .layouts import ActSegmentLayout
+from .mac import sb_mac16
 from .widemul import LATENCY as WIDE_LATENCY
 from .widemul import WideMul
 
@@ -251,25 +251,13 @@ class Mul16(wiring.Component):
             with m.If(self.en):
                 m.d.sync += self.p.eq(self.a * self.b)
             return m
-        m.submodules.mac = Instance(
-            "SB_MAC16",
+        # The 32-bit product through its one register (rH), nothing else.
+        m.submodules.mac = sb_mac16(
+            a=self.a, b=self.b, o=self.p, ce=self.en,
             p_MODE_8x8=0, p_A_SIGNED=1, p_B_SIGNED=1,
-            p_A_REG=0, p_B_REG=0, p_C_REG=0, p_D_REG=0,
             p_TOP_8x8_MULT_REG=0, p_BOT_8x8_MULT_REG=0,
-            # The 32-bit product through its one register (rH), nothing else.
             p_PIPELINE_16x16_MULT_REG1=0, p_PIPELINE_16x16_MULT_REG2=1,
-            p_TOPOUTPUT_SELECT=0b11, p_BOTOUTPUT_SELECT=0b11,
-            p_TOPADDSUB_LOWERINPUT=0, p_TOPADDSUB_UPPERINPUT=0, p_TOPADDSUB_CARRYSELECT=0,
-            p_BOTADDSUB_LOWERINPUT=0, p_BOTADDSUB_UPPERINPUT=0, p_BOTADDSUB_CARRYSELECT=0,
-            p_NEG_TRIGGER=0,
-            i_CLK=ClockSignal(), i_CE=self.en, i_A=self.a, i_B=self.b, i_C=0, i_D=0,
-            i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
-            # No reset (the primitive's resets are asynchronous); products are used only
-            # under the front end's valid flags.
-            i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
-            i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
-            i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
-            o_O=self.p)
+            p_TOPOUTPUT_SELECT=0b11, p_BOTOUTPUT_SELECT=0b11)
         return m
 
 
