@@ -11,14 +11,15 @@ import pytest
 
 from nangua.hdl.kpu.featuremap import LINE_BYTES, read_fmap, write_fmap
 from nangua.hdl.kpu.kmodel import read_k210_program, weight_memory
-from nangua.hdl.kpu.kpu import Kpu
+from nangua.hdl.kpu.kpu import SPRAM_BYTES, Kpu
 from nangua.hdl.kpu.model import run_layers
 from nangua.sim.kpu import run_kpu
 
 DATA = pathlib.Path(__file__).parent / "data" / "kpu"
 CASES = [case["name"] for case in json.loads((DATA / "cases.json").read_text())]
 RAM_BYTES = 128 * 1024          # every case's maps lie below line 2048
-#: Engine configurations: 4 lanes with 2 post lanes, and the iCE40's 1 lane with serial post.
+#: Engine configurations: 4 lanes with 2 post lanes, and the iCE40's 1 lane with serial post
+#: (its KPU RAM and weights share the 128 KiB of SPRAM: :func:`_ram_bytes`).
 CONFIGS = {
     "l4": dict(lanes=4, post_lanes=2),
     "l1s": dict(lanes=1, ram_word_bytes=8, single_port_ram=True, serial_post=True),
@@ -44,12 +45,34 @@ def _cost(descriptors, config):
     return cost
 
 
+def _weight_bytes(memory):
+    """The weight memory of a case: its weights in whole 8-byte words, at least one table."""
+    return max((len(memory) + 7) // 8 * 8, 144)
+
+
+def _ram_bytes(config, memory):
+    """The KPU RAM of a case: 128 KiB, or on a single-port (SPRAM) engine what the SPRAM
+    leaves beside the weights, in whole lines."""
+    if CONFIGS[config].get("single_port_ram"):
+        return (SPRAM_BYTES - _weight_bytes(memory)) // LINE_BYTES * LINE_BYTES
+    return RAM_BYTES
+
+
+def _fits(descriptors, ram_bytes):
+    """Every map of the program lies inside a KPU RAM of ``ram_bytes``."""
+    lines = ram_bytes // LINE_BYTES
+    return all(d.image_src_addr + d.input_lines <= lines
+               and d.image_dst_addr + d.output_lines <= lines for d in descriptors)
+
+
 def _params():
     params = []
     for config in CONFIGS:
         for name in CASES:
             program = read_k210_program((DATA / f"{name}.kmodel").read_bytes())
-            _, descriptors = weight_memory(program)
+            memory, descriptors = weight_memory(program)
+            if not _fits(descriptors, _ram_bytes(config, memory)):
+                continue                # e.g. 1024 channels beside 74 KiB of weights
             slow = _cost(descriptors, config) > SLOW_COST[config]
             params.append(pytest.param(name, config, id=f"{config}-{name}",
                                        marks=[pytest.mark.slow] if slow else []))
@@ -62,11 +85,11 @@ def test_gateware_matches_nncase(name, config):
     vectors = np.load(DATA / f"{name}.npz")
     upload, download = program.ops[0], program.ops[-1]
     memory, descriptors = weight_memory(program)
-    weight_bytes = (len(memory) + 7) // 8 * 8
+    weight_bytes = _weight_bytes(memory)
     memory = bytes(memory) + bytes(weight_bytes - len(memory))
-    ram = bytearray(RAM_BYTES)
+    ram = bytearray(_ram_bytes(config, memory))
     write_fmap(ram, upload.output.start // LINE_BYTES, vectors["input"][0])
-    kpu = Kpu(ram_bytes=RAM_BYTES, weight_bytes=max(weight_bytes, 144),
+    kpu = Kpu(ram_bytes=len(ram), weight_bytes=weight_bytes,
               max_width=max(d.i_row_wid for d in descriptors),
               max_entries=max(d.i_ch_num for d in descriptors), **CONFIGS[config])
     run = run_kpu(kpu, ram, memory, [d.to_words() for d in descriptors],
