@@ -14,6 +14,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..params import checking
 from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType, _check_int, pool_stride
 from .layouts import DescriptorLayout, GatewareReason, REASON_BITS
 
@@ -135,14 +136,11 @@ class DescriptorCheck(wiring.Component):
     """
 
     def __init__(self, *, ram_lines, weight_bytes, max_width, max_entries):
-        try:
+        with checking(self):
             _check_int("KPU RAM lines", ram_lines, 1, 1 << 15)
             _check_int("Weight memory bytes", weight_bytes, ACT_TABLE_BYTES, 1 << 32)
             _check_int("Maximum width", max_width, 1, 1024)
             _check_int("Maximum entries", max_entries, 1, 1024)
-        except ValueError:
-            self._MustUse__silence = True   # a rejected object is not an unused design
-            raise
         self._ram_lines = ram_lines
         self._weight_bytes = weight_bytes
         self._max_width = max_width
@@ -338,12 +336,9 @@ class WeightTerms(wiring.Component):
     """
 
     def __init__(self, *, lanes, sum_bits):
-        try:
+        with checking(self):
             _check_int("Lanes", lanes, 1, 64)
             _check_int("Σw bits", sum_bits, 1, 32)
-        except ValueError:
-            self._MustUse__silence = True   # a rejected object is not an unused design
-            raise
         self._lanes = lanes
         self._sum_bits = sum_bits
         arg_w = DescriptorLayout["arg_w"].shape

@@ -21,9 +21,10 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..params import platform_family
+from ..params import checking, platform_family
 from . import post
 from .check import DescriptorCheck, WeightTerms
+from .descriptor import _check_int
 from .featuremap import LINE_BYTES
 from .layouts import (ActSegmentLayout, BatchNormLayout, DESCRIPTOR_WORDS, DescriptorLayout,
                       GatewareReason, REASON_BITS, WORD_BITS)
@@ -50,11 +51,6 @@ def _x_sum_bits(max_entries):
 def _next_slot(slot):
     """The accumulator row after ``slot`` in the ring of :data:`ACC_ROWS`."""
     return Mux(slot == ACC_ROWS - 1, 0, slot + 1)
-
-
-def _check_int(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in {low}..{high}, not {value!r}")
 
 
 class _CoefCopy(NamedTuple):
@@ -163,7 +159,7 @@ class KpuEngine(wiring.Component):
     def __init__(self, *, ram_words, ram_word_bytes=16, weight_words, lanes=2, post_lanes=1,
                  max_width=64, max_entries=64, single_port_ram=False, serial_post=False,
                  platform=None, dsp_budget=None):
-        try:
+        with checking(self):
             self._check_parameters(ram_words, ram_word_bytes, weight_words, lanes, post_lanes,
                                    max_width, max_entries)
             if serial_post and lanes != 1:
@@ -174,9 +170,6 @@ class KpuEngine(wiring.Component):
                 post_dsps = self.post_dsps_of(post_lanes, max_entries)
                 _check_int("DSP budget", dsp_budget, post_dsps, post_dsps + TAPS * lanes)
                 self._mac_dsps = dsp_budget - post_dsps
-        except ValueError:
-            self._MustUse__silence = True   # a rejected object is not an unused design
-            raise
         self._ram_words = ram_words
         self._ram_word_bytes = ram_word_bytes
         self._weight_words = weight_words

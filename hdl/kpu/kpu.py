@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 from .engine import WEIGHT_WORD_BYTES, KpuEngine
 from .featuremap import LINE_BYTES
 from .layouts import DESCRIPTOR_WORDS, REASON_BITS, WORD_BITS
-from ..params import platform_family
+from ..params import checking, platform_family
 from .spram import SPRAM_COUNT, SPRAM_DEPTH, SPRAM_WIDTH, Ice40Spram
 
 #: KPU RAM word of the single-port (SPRAM) RAM: every SPRAM of an iCE40UP5K side by side, as
@@ -137,7 +137,7 @@ class Kpu(wiring.Component):
     def __init__(self, *, ram_bytes=64 * 1024, weight_bytes=16 * 1024, fifo_layers=2,
                  ram_word_bytes=16, lanes=2, post_lanes=1, max_width=64, max_entries=64,
                  single_port_ram=False, serial_post=False, platform=None, dsp_budget=None):
-        try:
+        with checking(self):
             if (isinstance(ram_bytes, bool) or not isinstance(ram_bytes, int)
                     or not LINE_BYTES <= ram_bytes <= 2 * 1024 * 1024
                     or ram_bytes % LINE_BYTES):
@@ -165,9 +165,6 @@ class Kpu(wiring.Component):
                 max_width=max_width, max_entries=max_entries,
                 single_port_ram=single_port_ram, serial_post=serial_post, platform=platform,
                 dsp_budget=dsp_budget)
-        except ValueError:
-            self._MustUse__silence = True   # a rejected object is not an unused design
-            raise
         self._ram_bytes = ram_bytes
         self._weight_bytes = weight_bytes
         self._fifo_words = fifo_layers * DESCRIPTOR_WORDS

@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, ClockSignal, Elaboratable, Instance, Module, Signa
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..params import platform_family
+from ..params import checking, platform_family
 from .widemul import Ecp5Mult18x18D
 
 __all__ = ["TAPS", "PRODUCT_BITS", "LANE_SUM_BITS", "TAP_SUM_BITS", "sb_mac16", "MacArray"]
@@ -110,7 +110,7 @@ class MacArray(wiring.Component):
         ``dsp_products`` is not ``None`` or an integer in 0..9 × ``lanes``.
     """
     def __init__(self, lanes, *, platform=None, sim_primitives=False, dsp_products=None):
-        try:
+        with checking(self):
             if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= 64:
                 raise ValueError(f"Lanes must be an integer in 1..64, not {lanes!r}")
             self._family = platform_family(platform)
@@ -123,9 +123,6 @@ class MacArray(wiring.Component):
                     or not 0 <= dsp_products <= TAPS * lanes):
                 raise ValueError(f"DSP products must be None or an integer in "
                                  f"0..{TAPS * lanes}, not {dsp_products!r}")
-        except ValueError:
-            self._MustUse__silence = True   # a rejected object is not an unused design
-            raise
         self._lanes = lanes
         self._dsp_products = dsp_products if self._family is not None else 0
         self._sim_primitives = sim_primitives

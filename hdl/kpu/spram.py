@@ -9,7 +9,7 @@ from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..params import platform_family
+from ..params import checking, platform_family
 
 __all__ = ["SPRAM_DEPTH", "SPRAM_WIDTH", "SPRAM_COUNT", "Ice40Spram"]
 
@@ -65,11 +65,8 @@ class Ice40Spram(wiring.Component):
         words, not 32768"``, or a platform that is not iCE40.
     """
     def __init__(self, depth, word_bytes, *, platform=None):
-        try:
+        with checking(self):
             self._check_parameters(depth, word_bytes, platform)
-        except ValueError:
-            self._MustUse__silence = True   # a rejected object is not an unused design
-            raise
         self._depth = depth
         self._word_bytes = word_bytes
         #: The behavioural memory (``platform=None``), or ``None`` for the primitives.
