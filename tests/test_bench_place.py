@@ -8,7 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from nangua.bench.place import PinHarness
+from nangua.bench.place import PinHarness, utilisation
 
 
 class Adder(wiring.Component):
@@ -47,3 +47,16 @@ def test_inputs_come_from_the_chain_and_outputs_fold_into_so():
         assert (a, b) == (chain & 0xf, chain >> 4)       # a first in the chain, then b
         assert so == previous_fold                         # registered fold of the outputs
         previous_fold = bin((a + b) & 0x1f).count("1") & 1
+
+
+def test_utilisation_of_a_design_that_does_not_fit_comes_from_the_packing_summary():
+    log = ("Info: Device utilisation:\n"
+           "Info: \t         ICESTORM_LC:   10503/   5280   198%\n"
+           "Info: \t        ICESTORM_RAM:      29/     30    96%\n"
+           "Info: \t        ICESTORM_PLL:       0/      1     0%\n"
+           "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type "
+           "'ICESTORM_LC'\n")
+    assert utilisation({}, log) == {"ICESTORM_LC": [10503, 5280], "ICESTORM_RAM": [29, 30]}
+    report = {"utilization": {"ICESTORM_LC": {"used": 4000, "available": 5280},
+                              "ICESTORM_PLL": {"used": 0, "available": 1}}}
+    assert utilisation(report, log) == {"ICESTORM_LC": [4000, 5280]}

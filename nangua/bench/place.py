@@ -21,10 +21,13 @@ from amaranth.lib.wiring import In, Out
 from ..toolchain import tool
 from .synth import synthesize
 
-__all__ = ["DEVICES", "PinHarness", "place"]
+__all__ = ["DEVICES", "PinHarness", "place", "utilisation"]
 
 #: nextpnr's timing estimate: ``Info: Max frequency for clock 'clk': 28.85 MHz (FAIL at 50 MHz)``.
 FMAX_LINE = re.compile(r"^Info: Max frequency for clock '[^']*': ([\d.]+) MHz", re.MULTILINE)
+#: nextpnr's packing summary, ``Info: \t  ICESTORM_LC:   10503/   5280   198%``: printed before
+#: placement, so it also says how far a design that does not fit is over.
+UTILISATION_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%$", re.MULTILINE)
 
 #: nextpnr per family: the tool and its device arguments.
 DEVICES = {
@@ -60,6 +63,17 @@ class PinHarness(wiring.Component):
         return m
 
 
+def utilisation(report, log):
+    """{bel: [used, available]} of the bel types in use: from nextpnr's report (a JSON dict),
+    or, when it wrote none (it stopped, say because the design does not fit), from the packing
+    summary in its log."""
+    if report:
+        return {bel: [n["used"], n["available"]]
+                for bel, n in report.get("utilization", {}).items() if n["used"]}
+    return {bel: [int(used), int(total)]
+            for bel, used, total in UTILISATION_LINE.findall(log) if int(used)}
+
+
 def place(component, family, workdir, *, script=None, freq_mhz=50, route=False,
           timeout=4 * 3600):
     """Synthesise ``component`` in a :class:`PinHarness` (:func:`.synth.synthesize`, with
@@ -90,10 +104,10 @@ def place(component, family, workdir, *, script=None, freq_mhz=50, route=False,
     report_path = workdir / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     log_path = workdir / "nextpnr.log"
-    estimates = FMAX_LINE.findall(log_path.read_text()) if log_path.exists() else []
+    log = log_path.read_text() if log_path.exists() else ""
+    estimates = FMAX_LINE.findall(log)
     return {
-        "utilisation": {bel: [n["used"], n["available"]]
-                        for bel, n in report.get("utilization", {}).items() if n["used"]},
+        "utilisation": utilisation(report, log),
         "fmax_mhz": float(estimates[-1]) if estimates else None,
         "routed": route and result.returncode == 0,
         "fits": result.returncode == 0,
