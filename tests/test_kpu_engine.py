@@ -86,6 +86,25 @@ def test_depthwise(kernel_size):
     assert_same_ram(run.ram, expected_after([d], ram, weights))
 
 
+@pytest.mark.parametrize("kernel_size,seed", [(3, n) for n in range(6)] + [(1, 0)])
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_one_column_map(config, kernel_size, seed):
+    """A map one pixel wide: every entry accumulates into the same word, and a 3×3 group's last
+    two windows reach the accumulators on consecutive cycles (the engine forwards the word it
+    writes; the block RAM's read of it is undefined, and poisoned in simulation). Most outputs
+    of a random layer saturate, so a wrong accumulator shows in few bytes: hence six seeds."""
+    rng = random.Random(f"one-column-{config}-{kernel_size}-{seed}")
+    kpu = make_kpu(config)
+    channels = 4 if kernel_size == 3 else 20          # several entries either way
+    d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
+                              kernel_size=kernel_size, depthwise=False, pool_type=0,
+                              shape=(channels, 3, 3, 1))
+    ram = random_ram(rng)
+    run = run_kpu(kpu, ram, weights, [d.to_words()], timeout_cycles=20_000)
+    assert [layer.reason for layer in run.layers] == [0]
+    assert_same_ram(run.ram, expected_after([d], ram, weights))
+
+
 # Odd sizes; five output channels make several groups (three of 2 lanes, two of 3).
 READ_SHAPES = {"l2w16": (3, 5, 7, 11), "l3w8": (3, 5, 5, 19), "l1w8s": (3, 2, 4, 13)}  # C,O,H,W
 

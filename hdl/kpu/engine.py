@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..params import checking, platform_family
 from . import post
+from .bram import BlockRam
 from .check import DescriptorCheck, WeightTerms
 from .descriptor import _check_int
 from .featuremap import LINE_BYTES
@@ -317,20 +318,20 @@ class KpuEngine(wiring.Component):
         w_term = [w_terms.terms[j] for j in range(P)]
 
         # ---- memories private to the engine -----------------------------------------------
-        m.submodules.coef = coef = memory.Memory(
-            shape=data.ArrayLayout(data.ArrayLayout(8, TAPS), P), depth=E, init=[])
-        coef_wr = coef.write_port(granularity=1)      # one lane (array element)
-        coef_rd = coef.read_port()
-        m.submodules.acc = acc = memory.Memory(
-            shape=data.ArrayLayout(self.acc_bits, P), depth=ACC_ROWS * WMAX, init=[])
-        m.submodules.xsum = xsum = memory.Memory(shape=self.x_sum_bits, depth=ACC_ROWS * WMAX,
-                                                 init=[])
-        acc_wr = acc.write_port()
-        acc_rd = acc.read_port(transparent_for=(acc_wr,))
-        acc_post = acc.read_port()
-        xsum_wr = xsum.write_port()
-        xsum_rd = xsum.read_port(transparent_for=(xsum_wr,))
-        xsum_post = xsum.read_port()
+        m.submodules.coef = coef = BlockRam(
+            shape=data.ArrayLayout(data.ArrayLayout(8, TAPS), P), depth=E,
+            granularity=1, platform=self._platform)     # written a lane (array element) at once
+        coef_wr, coef_rd = coef.wr, coef.rd[0]
+        # Read ports: 0 for the accumulation (read-modify-write, which forwards the word it
+        # writes when the next column reads it back: see below), 1 for the post stage, which
+        # reads only rows whose accumulation is done.
+        m.submodules.acc = acc = BlockRam(
+            shape=data.ArrayLayout(self.acc_bits, P), depth=ACC_ROWS * WMAX, read_ports=2,
+            platform=self._platform)
+        m.submodules.xsum = xsum = BlockRam(shape=self.x_sum_bits, depth=ACC_ROWS * WMAX,
+                                            read_ports=2, platform=self._platform)
+        acc_wr, acc_rd, acc_post = acc.wr, acc.rd[0], acc.rd[1]
+        xsum_wr, xsum_rd, xsum_post = xsum.wr, xsum.rd[0], xsum.rd[1]
 
         # ---- control FSM ------------------------------------------------------------------
         layer_start = Signal()              # pulse: a checked layer begins (before its groups)
@@ -490,9 +491,9 @@ class KpuEngine(wiring.Component):
 
         # The line buffer: for every block of the row sweep, rows fy−1 (top) and fy (mid).
         LB_BLOCKS = (WMAX + B - 1) // B
-        m.submodules.linebuf = linebuf = memory.Memory(
+        m.submodules.linebuf = linebuf = BlockRam(
             shape=data.StructLayout({"top": 8 * B, "mid": 8 * B}), depth=E * LB_BLOCKS,
-            init=[])
+            platform=self._platform)
         lb_slot = Signal(range(E * LB_BLOCKS))  # the block's slot, held until its fill is done
 
         fr_first = Signal(4)
@@ -617,8 +618,7 @@ class KpuEngine(wiring.Component):
         # row. The first output row takes the pad row and row 0 (read by request 1) instead.
         # The next read of a slot comes after the block's fill has gone to the emitter, cycles
         # after the write, so the read port needs no transparency.
-        lb_rd = linebuf.read_port()
-        lb_wr = linebuf.write_port()
+        lb_rd, lb_wr = linebuf.rd[0], linebuf.wr
         lb_top_row = fill_meta.y == 0
         lb_mid = Signal(8 * B)
         m.d.comb += [lb_mid.eq(Mux(lb_top_row, fill[1], lb_rd.data.mid)),
@@ -736,9 +736,20 @@ class KpuEngine(wiring.Component):
                      xsum_rd.addr.eq(acc_addr(s3_meta.slot, s3_meta.x)),
                      acc_wr.addr.eq(acc_addr(s4_meta.slot, s4_meta.x)),
                      xsum_wr.addr.eq(acc_addr(s4_meta.slot, s4_meta.x))]
+        # A column reads its accumulators (S3) while the one before writes (S4). They are the
+        # same words only on a one-column map, when a 3×3 group's flush emits the last entry's
+        # window right after the one before it: the block RAM's read is then undefined, and
+        # the word just written is forwarded instead.
+        forward = Signal()
+        acc_written = Signal.like(acc_wr.data)
+        xsum_written = Signal.like(xsum_wr.data)
+        m.d.sync += [forward.eq(acc_wr.en & (acc_wr.addr == acc_rd.addr)),
+                     acc_written.eq(acc_wr.data), xsum_written.eq(xsum_wr.data)]
+        xsum_old = Mux(forward, xsum_written, xsum_rd.data)
         for j in range(P):
-            m.d.comb += acc_wr.data[j].eq(Mux(s4_meta.first_e, 0, acc_rd.data[j]) + mac.sums[j])
-        m.d.comb += [xsum_wr.data.eq(Mux(s4_meta.first_e, 0, xsum_rd.data) + mac.x_sum),
+            acc_old = Mux(forward, acc_written[j], acc_rd.data[j])
+            m.d.comb += acc_wr.data[j].eq(Mux(s4_meta.first_e, 0, acc_old) + mac.sums[j])
+        m.d.comb += [xsum_wr.data.eq(Mux(s4_meta.first_e, 0, xsum_old) + mac.x_sum),
                      acc_wr.en.eq(s4_valid), xsum_wr.en.eq(s4_valid)]
         with m.If(s4_valid & s4_meta.last_e & s4_meta.last_x):
             m.d.sync += rows_done.eq(rows_done + 1)

@@ -37,8 +37,13 @@ DEVICES = {
 
 
 class PinHarness(wiring.Component):
-    """``dut`` with every input driven from a shift register on ``si`` and every output bit
-    XOR-folded into the register on ``so``."""
+    """``dut`` with every input driven from a shift register on ``si`` and every output folded
+    into a signature register whose bit 0 reaches ``so``.
+
+    Each output port is XOR-folded to one bit, and the ports' bits enter a rotating register at
+    their own positions: two ports that carry the same value (the KPU's RAM and weight ports
+    read the same SPRAM in single-port mode) would cancel in one XOR of every bit, and synthesis
+    would then remove all the logic behind them."""
     si: In(1)
     so: Out(1)
 
@@ -59,7 +64,9 @@ class PinHarness(wiring.Component):
         for value in inputs:
             m.d.comb += value.eq(chain[lsb:lsb + len(value)])
             lsb += len(value)
-        m.d.sync += self.so.eq(Cat(outputs).xor())
+        parities = Cat(value.xor() for value in outputs)
+        signature = Signal(max(len(parities), 1))
+        m.d.sync += [signature.eq(signature.rotate_left(1) ^ parities), self.so.eq(signature[0])]
         return m
 
 
@@ -94,6 +101,8 @@ def place(component, family, workdir, *, script=None, freq_mhz=50, route=False,
     workdir = Path(workdir)
     size = synthesize(PinHarness(component), family, workdir, script=script,
                       then="write_json top.json", timeout=timeout)
+    report_path = workdir / "report.json"
+    report_path.unlink(missing_ok=True)         # a run that stops writes none: not the last one's
     started = time.monotonic()
     # Relative paths: the WebAssembly tools cannot see absolute paths under /tmp.
     result = subprocess.run([tool(nextpnr), *device, "--json", "top.json", "--freq",
@@ -101,7 +110,6 @@ def place(component, family, workdir, *, script=None, freq_mhz=50, route=False,
                              *([] if route else ["--no-route"]),
                              "--report", "report.json", "--log", "nextpnr.log"],
                             cwd=workdir, capture_output=True, text=True, timeout=timeout)
-    report_path = workdir / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     log_path = workdir / "nextpnr.log"
     log = log_path.read_text() if log_path.exists() else ""
