@@ -467,6 +467,12 @@ class KpuEngine(wiring.Component):
         # read from KPU RAM.
         R_MAX = TAPS
         rows = Mux(k3, 3, R_MAX)
+        # With the serial post (one lane) a 1×1 layer waits for the post stage (16 cycles an
+        # output), never for the emitter: its rows 3..8 are then written straight into the
+        # emitter's rows once the emitter is idle, and only the 3×3 rows 0..2 are
+        # double-buffered (6 × 8·B flip-flops less).
+        direct_rows = self._serial_post
+        FILL_ROWS = 3 if direct_rows else R_MAX
         n_blocks = Signal(range(WMAX // B + 2))
         m.d.comb += n_blocks.eq((W + B - 1) >> log_b)
         fy = Signal(10)
@@ -476,7 +482,9 @@ class KpuEngine(wiring.Component):
         fr = Signal(4)
         feeding = Signal()
         fill_state = Signal(2)              # 0 empty, 1 filling, 2 full
-        fill = Array(Signal(8 * B, name=f"fill_{r}") for r in range(R_MAX))
+        x_valid = Signal()                  # the emitter holds a block
+        fill = [Signal(8 * B, name=f"fill_{r}") for r in range(FILL_ROWS)]
+        xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]     # the emitter's rows
         FillMeta = data.StructLayout({
             "y": 10, "slot": range(ACC_ROWS), "e": 11, "k": n_blocks.shape(),
             "ncols": range(B + 1), "group_last": 1,
@@ -569,7 +577,8 @@ class KpuEngine(wiring.Component):
         m.d.comb += request_addr.eq(c_chan.addr + row_words + fk
                                     + Mux(k3 & (fr == 2), row_step, 0))
         row_gate = Signal()
-        m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + ACC_ROWS))
+        m.d.comb += row_gate.eq(((fe != 0) | (fk != 0) | (fy < rows_freed + ACC_ROWS))
+                                & (k3 | ~direct_rows | ~x_valid))
         with m.If(feeding & (((fill_state == 0) & row_gate)
                              | ((fill_state == 1) & (fr != fr_first)))):
             m.d.sync += [a_valid.eq(1), a_row_ok.eq(row_ok), a_r.eq(fr),
@@ -608,8 +617,10 @@ class KpuEngine(wiring.Component):
         pad_fill = Mux(k3, d.pad_value, 0).replicate(B)
         new_row = Signal(8 * B)
         m.d.comb += new_row.eq(Mux(b_row_ok, self.ram_rd.data, pad_fill))
+        for r in range(FILL_ROWS):
+            with m.If(b_valid & (b_r == r)):
+                m.d.sync += fill[r].eq(new_row)
         with m.If(b_valid):
-            m.d.sync += fill[b_r].eq(new_row)
             with m.If(b_last):
                 m.d.sync += fill_state.eq(2)
 
@@ -632,9 +643,7 @@ class KpuEngine(wiring.Component):
         # ---- emitter: one column a cycle ---------------------------------------------------
         # Its rows shift right a byte a cycle, so column cx is always their low byte (no
         # B-way byte selection per row).
-        xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]
         x_meta = Signal(FillMeta)
-        x_valid = Signal()
         cx = Signal(range(B))
         flush_pending = Signal()
         emitting = Signal()
@@ -643,13 +652,21 @@ class KpuEngine(wiring.Component):
                      x_finishing.eq(emitting & (cx == x_meta.ncols - 1))]
         with m.If((fill_state == 2) & (~x_valid | x_finishing) & ~flush_pending):
             m.d.sync += [x_valid.eq(1), cx.eq(0), x_meta.eq(fill_meta), fill_state.eq(0)]
-            m.d.sync += [xbuf[r].eq(fill[r]) for r in range(R_MAX)]
+            m.d.sync += [xbuf[r].eq(fill[r]) for r in range(FILL_ROWS)]
         with m.Elif(x_finishing):
             m.d.sync += x_valid.eq(0)
         with m.Elif(emitting):
-            m.d.sync += [xbuf[r].eq(xbuf[r] >> 8) for r in range(R_MAX)]
+            m.d.sync += [xbuf[r].eq(xbuf[r] >> 8) for r in range(FILL_ROWS)]
         with m.If(emitting & ~x_finishing):
             m.d.sync += cx.eq(cx + 1)
+        # Direct rows (1×1 only, so a row outside the map is 0, never the pad value): written
+        # by the feeder while the emitter is idle, shifted like the others. One condition for
+        # both keeps them flip-flops with an enable and one LUT a bit.
+        for r in range(FILL_ROWS, R_MAX):
+            load = b_valid & (b_r == r)
+            with m.If(load | (emitting & ~x_finishing)):
+                m.d.sync += xbuf[r].eq(Mux(load, Mux(b_row_ok, self.ram_rd.data, 0),
+                                           xbuf[r] >> 8))
         with m.If(x_finishing & x_meta.group_last):
             m.d.sync += [flush_pending.eq(1), x_valid.eq(0)]
         with m.If(flush_pending):
