@@ -27,11 +27,12 @@ Registers 0x48 and 0x50 are nangua's own (the K210 has no error reporting).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import enum, fifo, memory, wiring
+from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine import WEIGHT_WORD_BYTES, KpuEngine
 from .featuremap import LINE_BYTES
+from .fifo import BlockRamFifo
 from .layouts import DESCRIPTOR_WORDS, REASON_BITS, WORD_BITS
 from ..params import checking, platform_family
 from .spram import SPRAM_COUNT, SPRAM_DEPTH, SPRAM_WIDTH, Ice40Spram
@@ -168,6 +169,7 @@ class Kpu(wiring.Component):
         self._ram_bytes = ram_bytes
         self._weight_bytes = weight_bytes
         self._fifo_words = fifo_layers * DESCRIPTOR_WORDS
+        self._platform = platform
         ram_addr = len(self._engine.ram_rd.addr)
         w_addr = len(self._engine.w_rd.addr)
         if single_port_ram:
@@ -198,8 +200,8 @@ class Kpu(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = engine = self._engine
-        m.submodules.fifo = desc_fifo = fifo.SyncFIFOBuffered(width=WORD_BITS,
-                                                              depth=self._fifo_words)
+        m.submodules.fifo = desc_fifo = BlockRamFifo(width=WORD_BITS, depth=self._fifo_words,
+                                                     platform=self._platform)
 
         # Memories: the engine owns the ports while busy, the host otherwise.
         busy = engine.busy
