@@ -17,7 +17,7 @@ output bytes.
 
 from typing import NamedTuple
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -318,9 +318,12 @@ class KpuEngine(wiring.Component):
         w_term = [w_terms.terms[j] for j in range(P)]
 
         # ---- memories private to the engine -----------------------------------------------
+        # Written a lane (array element) at a time; with one lane, a byte at a time (the byte
+        # loader, :meth:`_copy_bytes`): the same bits, viewed as the lanes' taps when read.
         m.submodules.coef = coef = BlockRam(
-            shape=data.ArrayLayout(data.ArrayLayout(8, TAPS), P), depth=E,
-            granularity=1, platform=self._platform)     # written a lane (array element) at once
+            shape=data.ArrayLayout(8, TAPS) if P == 1 else data.ArrayLayout(
+                data.ArrayLayout(8, TAPS), P),
+            depth=E, granularity=1, platform=self._platform)
         coef_wr, coef_rd = coef.wr, coef.rd[0]
         # Read ports: 0 for the accumulation (read-modify-write, which forwards the word it
         # writes when the next column reads it back: see below), 1 for the post stage, which
@@ -738,7 +741,7 @@ class KpuEngine(wiring.Component):
         # ---- MAC array and accumulation ----------------------------------------------------
         m.submodules.mac = mac = MacArray(P, platform=self._platform,
                                           dsp_products=self._mac_dsps)
-        m.d.comb += [mac.x.eq(s2_taps), mac.w.eq(coef_rd.data)]
+        m.d.comb += [mac.x.eq(s2_taps), mac.w.eq(Value.cast(coef_rd.data))]
         metas = [(s2_valid, s2_meta)]
         for n in range(MAC_LATENCY):
             valid, meta = Signal(name=f"mac_valid_{n}"), Signal(ColMeta, name=f"mac_meta_{n}")
@@ -909,53 +912,50 @@ class KpuEngine(wiring.Component):
             m.d.sync += [pos.eq(first[:3]), count.eq(0)]
 
     def _copy_bytes(self, m, s, start, first, read_end, w_addr, w_read, coef_wr, finish_lane):
-        """One lane: a byte a cycle from one word register into a 72-bit entry register.
+        """One lane: a byte a cycle from the weight memory's read data into the buffer entry.
 
-        ``w_addr`` is the next word to read. The word register holds one weight word; byte
-        ``pos`` of it is taken each cycle and shifted into the top of the entry register, so
-        after nine shifts the entry's first byte is at the bottom. A lane whose bytes end
-        within an entry (1×1 layers) shifts in zero bytes to complete it, as the several-lane
-        copy masks them. The next word is read as the last byte of a word is taken, so a word
-        of 8 bytes takes 9 cycles; a complete entry is written to the buffer the cycle after
-        its last shift, and the lane is done when that entry was its last.
+        ``w_addr`` is the next word to read. Byte ``pos`` of the word read last is taken each
+        cycle and written to tap ``taps`` of entry ``s.entry`` (the buffer's byte enables; the
+        memory's read data holds between reads, and nothing else reads it while coefficients
+        load). A lane whose bytes end within an entry (1×1 layers) writes zero bytes to
+        complete it, as the several-lane copy masks them. The next word is read as the last
+        byte of a word is taken, so a word of 8 bytes takes 9 cycles; the entry advances with
+        its last byte, and the lane is done the cycle after when that entry was its last.
         """
-        word = Signal(64)                   # the weight word read last
-        loaded = Signal()                   # ``word`` holds bytes still to take
-        pos = Signal(3)                     # byte of ``word`` taken next
-        taps = Signal(range(TAPS))          # bytes shifted into the entry so far
-        entry_bytes = Signal(8 * TAPS)
-        written = Signal()                  # the entry is complete: write it this cycle
+        loaded = Signal()                   # the read data holds bytes still to take
+        pos = Signal(3)                     # byte of the read data taken next
+        taps = Signal(range(TAPS))          # bytes written into the entry so far
+        completed = Signal()                # the entry's last byte was written last cycle
         byte = Signal(8)
-        take = Signal()                     # take byte ``pos`` of ``word``
+        take = Signal()                     # take byte ``pos``
         pad = Signal()                      # complete the lane's last entry with a zero byte
         m.d.comb += [
-            byte.eq(word.word_select(pos, 8)),
+            byte.eq(self.w_rd.data.word_select(pos, 8)),
             take.eq(s.active & loaded & (s.remaining != 0)),
             pad.eq(s.active & (s.remaining == 0) & (taps != 0)),
         ]
-        m.d.sync += written.eq(0)
+        m.d.sync += completed.eq(0)
         with m.If(take | pad):
-            m.d.sync += [entry_bytes.eq(Cat(entry_bytes[8:], Mux(take, byte, 0))),
-                         taps.eq(Mux(taps == TAPS - 1, 0, taps + 1)),
-                         written.eq(taps == TAPS - 1)]
+            m.d.sync += [taps.eq(Mux(taps == TAPS - 1, 0, taps + 1)),
+                         completed.eq(taps == TAPS - 1)]
+            with m.If(taps == TAPS - 1):
+                m.d.sync += s.entry.eq(s.entry + 1)
         with m.If(take):
             m.d.sync += [pos.eq(pos + 1), s.remaining.eq(s.remaining - 1),
                          s.lane_sum.eq(s.lane_sum + byte)]
             with m.If(pos == 7):
                 m.d.sync += loaded.eq(0)
         with m.If(s.arrive):
-            m.d.sync += [word.eq(self.w_rd.data), loaded.eq(1)]
+            m.d.sync += loaded.eq(1)
         # Read a word only when one of its bytes is wanted: the run's first, or the next
         # while the last byte of this one is taken and more bytes remain.
         with m.If(s.active & ~s.arrive & Mux(loaded, take & (pos == 7) & (s.remaining != 1),
                                              ~loaded & (s.remaining != 0))):
             m.d.comb += w_read.eq(1)
             m.d.sync += [w_addr.eq(w_addr + 1), s.arrive.eq(1)]
-        m.d.comb += [coef_wr.addr.eq(s.entry), coef_wr.en.eq(written),
-                     coef_wr.data.eq(entry_bytes)]
-        with m.If(written):
-            m.d.sync += s.entry.eq(s.entry + 1)
-            with m.If(s.remaining == 0):
-                finish_lane(s.lane_sum)
+        m.d.comb += [coef_wr.addr.eq(s.entry), coef_wr.en.eq(Mux(take | pad, 1 << taps, 0)),
+                     Value.cast(coef_wr.data).eq(Mux(take, byte, 0).replicate(TAPS))]
+        with m.If(completed & (s.remaining == 0)):
+            finish_lane(s.lane_sum)
         with m.If(start):
-            m.d.sync += [pos.eq(first[:3]), loaded.eq(0), taps.eq(0), written.eq(0)]
+            m.d.sync += [pos.eq(first[:3]), loaded.eq(0), taps.eq(0), completed.eq(0)]
