@@ -281,12 +281,13 @@ class KpuEngine(wiring.Component):
             pool.eq(d.pool_type),
         ]
         g_ic = Signal(11)                   # input channels per output channel
-        n_entries = Signal(11)              # coefficient entries per output channel
+        # Coefficient entries per output channel (1 depthwise, C for 3×3, ⌈C / 9⌉ for 1×1):
+        # counted by the coefficient loader as it fills lane 0, rather than divided by 9.
+        n_entries = Signal(11)
         per_oc = Signal(14)                 # weight bytes per output channel
         m.d.comb += [
             g_ic.eq(Mux(dw, 1, C)),
             per_oc.eq(Mux(k3, g_ic * 9, g_ic)),
-            n_entries.eq(Mux(dw, 1, Mux(k3, C, (C + 8) // 9))),
         ]
         group_size = Signal(range(P + 1))
         m.d.comb += group_size.eq(Mux(dw, 1, P))
@@ -458,7 +459,7 @@ class KpuEngine(wiring.Component):
                     m.next = "WAIT"
 
         self._coef_loader(m, d, layer_start, coef_start, coef_done, w_addr, w_read, w_terms,
-                          coef_wr, per_oc, lanes_active)
+                          coef_wr, per_oc, lanes_active, n_entries)
 
         # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
         # One block is word block ``fk`` of entry ``fe`` for output row ``fy``: up to nine
@@ -802,9 +803,10 @@ class KpuEngine(wiring.Component):
 
     # ------------------------------------------------------------------------------------------
     def _coef_loader(self, m, d, layer_start, start, done, w_addr, w_read, w_terms, coef_wr,
-                     per_oc, lanes_active):
+                     per_oc, lanes_active, n_entries):
         """Copy the group's weights into the coefficient buffer; hand each lane's Σw to
-        ``w_terms`` as it completes and start it with the last lane.
+        ``w_terms`` as it completes and start it with the last lane; set ``n_entries`` to the
+        entries of lane 0.
 
         The weights of a group are one run of bytes from byte ``first`` of the weight memory;
         the groups' runs follow each other from ``para_start_addr``, so the next group's run
@@ -840,8 +842,10 @@ class KpuEngine(wiring.Component):
             arrive=Signal(name="coef_arrive"))
         m.d.sync += state.arrive.eq(0)
 
-        def finish_lane(lane_total):
+        def finish_lane(lane_total, entries):
             # The lane's last entry is written: its Σw goes to w_terms, the next lane starts.
+            with m.If(state.lane == 0):
+                m.d.sync += n_entries.eq(entries)
             m.d.sync += [state.entry.eq(0), state.remaining.eq(per_oc),
                          state.lane.eq(state.lane + 1), state.lane_sum.eq(0)]
             m.d.comb += [w_terms.load.eq(1), w_terms.lane.eq(state.lane),
@@ -905,7 +909,7 @@ class KpuEngine(wiring.Component):
         with m.If(pop):
             m.d.sync += s.lane_sum.eq(new_sum)
             with m.If(s.remaining == need):
-                finish_lane(new_sum)
+                finish_lane(new_sum, s.entry + 1)
             with m.Else():
                 m.d.sync += [s.entry.eq(s.entry + 1), s.remaining.eq(s.remaining - need)]
         with m.If(start):
@@ -956,6 +960,6 @@ class KpuEngine(wiring.Component):
         m.d.comb += [coef_wr.addr.eq(s.entry), coef_wr.en.eq(Mux(take | pad, 1 << taps, 0)),
                      Value.cast(coef_wr.data).eq(Mux(take, byte, 0).replicate(TAPS))]
         with m.If(completed & (s.remaining == 0)):
-            finish_lane(s.lane_sum)
+            finish_lane(s.lane_sum, s.entry)    # advanced with the entry's last byte
         with m.If(start):
             m.d.sync += [pos.eq(first[:3]), loaded.eq(0), taps.eq(0), completed.eq(0)]
