@@ -82,6 +82,7 @@ class _ShiftAdd:
         self._name = name
         self._m = m
         self._multiplicand = multiplicand
+        self._has_init = init is not None
         self._init = Const(0, 1) if init is None else init
         width = max(len(multiplicand), len(self._init))
         self.acc = Signal(signed(width) if multiplicand.shape().signed else unsigned(width),
@@ -97,12 +98,17 @@ class _ShiftAdd:
         """The first step (``first``, a signal) or the one for multiplier bit ``k``."""
         width = len(self.acc)
         shape = signed(width + 1) if self.acc.shape().signed else unsigned(width + 1)
-        total = Signal(shape, name=f"{self._name}_sum")
         bit = self._multiplier.bit_select(k, 1)
-        # init · 2 so that the shift leaves init (acc is 0 before the first step).
-        addend = Mux(first, Cat(Const(0, 1), self._init), Mux(bit, self._multiplicand, 0))
-        self._m.d.comb += total.eq(self.acc + addend)
-        self._m.d.sync += [self.acc.eq(total[1:]), self.low.eq(Cat(self.low[1:], total[0]))]
+        # acc + Mux(bit, multiplicand, 0) as Mux(bit, acc + multiplicand, acc): each bit's
+        # choice then shares the adder's LUT (its inputs: acc, multiplicand, carry and bit).
+        if self._has_init:
+            # init · 2 so that the shift leaves init (acc is 0 before the first step).
+            addend, take = Mux(first, Cat(Const(0, 1), self._init), self._multiplicand), first | bit
+        else:
+            addend, take = self._multiplicand, bit & ~first
+        chosen = Signal(shape, name=f"{self._name}_sum")
+        self._m.d.comb += chosen.eq(Mux(take, self.acc + addend, self.acc))
+        self._m.d.sync += [self.acc.eq(chosen[1:]), self.low.eq(Cat(self.low[1:], chosen[0]))]
 
     @property
     def product(self):
