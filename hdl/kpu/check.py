@@ -188,13 +188,11 @@ class DescriptorCheck(wiring.Component):
         # field's value − 1 serves as well, it is used as it is: each + 1 is an adder.
         C, OC, PL = Signal(11), Signal(11), Signal(11)  # channels in, out, out per load
         W, OW, H, OH = Signal(11), Signal(11), Signal(10), Signal(10)
-        LT = Signal(7)                      # weight loads
         k3, dw = Signal(), Signal()
         m.d.comb += [
             C.eq(d.i_ch_num + 1), OC.eq(d.o_ch_num + 1), PL.eq(d.o_ch_num_coef + 1),
             W.eq(d.i_row_wid + 1), OW.eq(d.o_row_wid + 1),
             H.eq(d.i_col_high + 1), OH.eq(d.o_col_high + 1),
-            LT.eq(d.load_time + 1),
             k3.eq(d.kernel_type == 1), dw.eq(d.depth_wise_layer),
         ]
         # As the engine writes them, so that synthesis merges the two.
@@ -236,10 +234,10 @@ class DescriptorCheck(wiring.Component):
             # channel_byte_num·O − 1 (dma_total_byte as it is), in the same way
             "total": (d.channel_byte_num, OC, d.o_ch_num),
             "para": (per_oc, PL, None),                       # bytes a load
-            # load_time = ⌈O / PL⌉  ⇔  (LT − 1)·PL ≤ O − 1 < LT·PL: with ~(O − 1) = 1023 − (O − 1)
-            # added, the products exceed 1023 when and only when PL·(...) > O − 1.
-            "loads_below": (PL, d.load_time, ~d.o_ch_num),
-            "loads_above": (PL, LT, ~d.o_ch_num),
+            # load_time = ⌈O / PL⌉  ⇔  (LT − 1)·PL ≤ O − 1 < LT·PL. With ~(O − 1) = 1023 − (O − 1)
+            # added, (LT − 1)·PL ≤ O − 1 ⇔ the result is below 1024, and then O − 1 < LT·PL ⇔
+            # the result + PL reaches 1024.
+            "loads": (PL, d.load_time, ~d.o_ch_num),
             # the map's end line (the channel_switch_addr fields are the layout's lines a block
             # once LAYOUT has passed, so their top bits are 0 and the products exact)
             "src_end": (d.channel_switch_addr[:BLOCK_LINE_BITS], in_blocks,
@@ -288,9 +286,11 @@ class DescriptorCheck(wiring.Component):
                      & (d.wb_group == groups_out)
                      & (d.channel_byte_num == p["plane"])
                      & (d.dma_total_byte == p["total"]))
-        loads_ok = ((d.o_ch_num_coef <= d.o_ch_num)
-                    & (d.para_size == p["para"])
-                    & ~p["loads_below"][10:].any() & p["loads_above"][10:].any())
+        # PL ≤ O as well: implied when LT > 1 (PL ≤ (LT − 1)·PL < O); when LT = 1 the loads
+        # check gives O ≤ PL, so that PL ≤ O ⇔ PL = O.
+        loads_ok = ((d.para_size == p["para"])
+                    & ~p["loads"][10:].any() & (p["loads"][:10] + PL)[10:].any()
+                    & ((d.load_time != 0) | (d.o_ch_num_coef == d.o_ch_num)))
         src_bad = _gt_const(p["src_end"], self._ram_lines)
         dst_bad = _gt_const(p["dst_end"], self._ram_lines)
         # Reached only when both maps end inside the RAM: the low bits of the lines do.
