@@ -8,6 +8,9 @@ terms, built from shift-add steps instead of parallel multipliers.
 Both run their products in lockstep, one multiplier bit a cycle (radix 2, least significant
 bit first): a product of an ``n``-bit multiplicand costs one ``n + 1``-bit adder and its
 register, whatever the multiplier's width; the latency is the widest multiplier's bits.
+On iCE40 each step's choice between ``acc`` and ``acc + multiplicand`` shares the adder's LUT,
+and comparisons with constants are written as plain logic (Yosys turns ``x > c`` into a carry
+chain that ABC cannot shrink).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -27,7 +30,8 @@ CHECK_STEPS = 11
 #: 16 lines a row, at most 512 rows.
 BLOCK_LINE_BITS = (15 * 512).bit_length()
 #: Cycles from ``start`` to ``done`` of :class:`DescriptorCheck`: the cycle of ``start`` (the
-#: descriptor is being latched), the steps, then the cycle that compares and registers the reason.
+#: descriptor is being latched), the step that adds the initial values, the multiplier steps,
+#: then the cycle that compares and registers the reason.
 CHECK_LATENCY = CHECK_STEPS + 3
 
 
@@ -119,10 +123,11 @@ class _ShiftAdd:
 class DescriptorCheck(wiring.Component):
     """Reason code of a layer descriptor, over :data:`CHECK_LATENCY` cycles.
 
-    The ten products the checks need (layout sizes, weight loads, map and weight ranges) and
-    ``arg_add · G`` are computed by as many shift-add datapaths in lockstep, one multiplier bit a
-    cycle; the comparisons follow in one more cycle. Every other value (widths, strides, channel
-    blocks) is a few gates from the descriptor.
+    The nine products the checks need (layout sizes, weight loads, map and weight ends, some
+    with a descriptor field added) and ``arg_add · G`` are computed by as many shift-add
+    datapaths in lockstep, one multiplier bit a cycle after a step that adds the initial
+    values; the comparisons follow in one more cycle. Every other value (widths, strides,
+    channel blocks) is a few gates from the descriptor.
 
     Parameters
     ----------
