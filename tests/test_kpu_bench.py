@@ -8,8 +8,8 @@ from nangua.bench.kpu import GOALS, measure
 # Measured with ``python -m nangua.bench.kpu --configs ecp5``; the engine is deterministic, so
 # any change to these numbers is a change of the schedule and must be looked at.
 EXPECTED_CYCLES = {
-    "conv3x3_c16_o16_16x16": 4464,
-    "conv1x1_c16_o16_16x16": 631,
+    "conv3x3_c16_o16_16x16": 4465,
+    "conv1x1_c16_o16_16x16": 632,
 }
 
 

@@ -186,6 +186,54 @@ def test_check_reasons_in_priority_order():
     assert got == list(GatewareReason)[1:]
 
 
+@pytest.mark.parametrize("out_channels", [1, 7, 64, 1024])
+def test_check_weight_loads_at_their_bounds(out_channels):
+    """Channels a load and load counts on both sides of ``⌈O / PL⌉`` and of ``PL ≤ O``."""
+    d = make_layer(in_channels=2, out_channels=out_channels, width=4, height=4, kernel_size=1,
+                   src_addr=0, dst_addr=1024, weights_addr=0, bn_addr=8192, act_addr=16384)
+    cases = []
+    for per_load in sorted({1, 2, out_channels // 2 or 1, out_channels - 1 or 1, out_channels,
+                            min(out_channels + 1, 1024)}):
+        loads = -(-out_channels // per_load)
+        for load_time in sorted({1, loads - 1 or 1, loads, min(loads + 1, 64)}):
+            if loads > 64 and load_time == 1:
+                continue
+            cases.append((d.replace(o_ch_num_coef=per_load, load_time=min(load_time, 64),
+                                    para_size=per_load * 2), 1))
+    results = run_checks(cases)
+    got = [GatewareReason(reason) for reason, _, _ in results]
+    assert got == [expected_reason(case) for case, _ in cases]
+    assert {GatewareReason.OK, GatewareReason.WEIGHT_LOADS} <= set(got)
+
+
+@pytest.mark.parametrize("kernel_size,channels,width,height", [(3, 5, 20, 20), (1, 12, 70, 10)])
+def test_check_ranges_at_memory_ends(kernel_size, channels, width, height):
+    """Maps and tables that end exactly at the end of their memory, and one line or entry
+    beyond it (an off-by-one in a limit fails here)."""
+    lines = RAM_BYTES // 64
+    d = make_layer(in_channels=channels, out_channels=channels + 1, width=width, height=height,
+                   kernel_size=kernel_size, src_addr=0, dst_addr=0, weights_addr=0,
+                   bn_addr=0, act_addr=0)
+    src_end = lines - d.input_lines                     # input map at the end of the RAM
+    dst_end = lines - d.output_lines
+    weights = model.layer_weight_bytes(d)
+    cases = []
+    for past in (0, 1):
+        cases += [d.replace(image_src_addr=src_end + past, image_dst_addr=0),
+                  d.replace(image_src_addr=0, image_dst_addr=dst_end + past)]
+        place = dict(image_src_addr=0, image_dst_addr=d.input_lines)
+        cases += [d.replace(para_start_addr=WEIGHT_BYTES - weights + past, **place),
+                  d.replace(bwsx_base_addr=WEIGHT_BYTES - 8 * d.o_ch_num + 8 * past, **place),
+                  d.replace(active_addr=WEIGHT_BYTES - 144 + 8 * past, **place)]
+    results = run_checks([(case, 1) for case in cases])
+    got = [GatewareReason(reason) for reason, _, _ in results]
+    assert got == [expected_reason(case) for case in cases]
+    assert got[:5] == [GatewareReason.CONFIG_LIMIT if width > LIMITS["max_width"]
+                       else GatewareReason.OK] * 5
+    assert got[5:] == [GatewareReason.SRC_RANGE, GatewareReason.DST_RANGE] + \
+        [GatewareReason.WEIGHT_RANGE] * 3
+
+
 def _run_terms(lanes, sum_bits, groups):
     """Each group: (arg_w, shr_w, sums) loaded lane by lane, the last with ``start``."""
     dut = WeightTerms(lanes=lanes, sum_bits=sum_bits)

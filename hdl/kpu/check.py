@@ -8,6 +8,9 @@ terms, built from shift-add steps instead of parallel multipliers.
 Both run their products in lockstep, one multiplier bit a cycle (radix 2, least significant
 bit first): a product of an ``n``-bit multiplicand costs one ``n + 1``-bit adder and its
 register, whatever the multiplier's width; the latency is the widest multiplier's bits.
+On iCE40 each step's choice between ``acc`` and ``acc + multiplicand`` shares the adder's LUT,
+and comparisons with constants are written as plain logic (Yosys turns ``x > c`` into a carry
+chain that ABC cannot shrink).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -27,8 +30,9 @@ CHECK_STEPS = 11
 #: 16 lines a row, at most 512 rows.
 BLOCK_LINE_BITS = (15 * 512).bit_length()
 #: Cycles from ``start`` to ``done`` of :class:`DescriptorCheck`: the cycle of ``start`` (the
-#: descriptor is being latched), the steps, then the cycle that compares and registers the reason.
-CHECK_LATENCY = CHECK_STEPS + 2
+#: descriptor is being latched), the step that adds the initial values, the multiplier steps,
+#: then the cycle that compares and registers the reason.
+CHECK_LATENCY = CHECK_STEPS + 3
 
 
 def config_limited(d, *, max_width, max_entries, eight_bit_mode=1):
@@ -44,47 +48,71 @@ def config_limited(d, *, max_width, max_entries, eight_bit_mode=1):
     return d.i_row_wid > max_width or entries > max_entries or not eight_bit_mode
 
 
+def _gt_const(x, limit):
+    """``x > limit`` for an unsigned value and a constant, as plain logic: Yosys would build a
+    carry chain of ``len(x)`` cells for ``x > limit``, which ABC cannot shrink."""
+    if limit >= (1 << len(x)) - 1:
+        return Const(0)
+    gt = Const(0)                       # x[:i] > limit[:i], from the least significant bit up
+    for i in range(len(x)):
+        gt = (x[i] & gt) if (limit >> i) & 1 else (x[i] | gt)
+    return gt
+
+
 def _sum_exceeds(a, b, limit):
-    """``(a + b > limit, a + b)`` for unsigned values and a constant ``limit``, adding only
-    ``limit``'s bits: a higher bit of ``a`` or ``b`` exceeds it by itself. The sum returned is
-    right only when it does not exceed ``limit``."""
+    """``a + b > limit`` for unsigned values and a constant ``limit``, adding only ``limit``'s
+    bits: a higher bit of ``a`` or ``b`` exceeds it by itself."""
     n = limit.bit_length()
-    low = a[:n] + b[:n]
-    return Cat(a[n:], b[n:]).any() | (low > limit), low
+    return Cat(a[n:], b[n:]).any() | _gt_const(a[:n] + b[:n], limit)
 
 
 class _ShiftAdd:
-    """``multiplicand × multiplier`` in ``steps`` steps, LSB first.
+    """``init + multiplicand × multiplier`` for unsigned ``init``, in ``steps + 1`` steps.
 
-    Each step adds the multiplicand (when the multiplier's bit is 1) to the upper part ``acc``
-    and shifts the sum right by one: its low bit moves into ``low``. After ``steps`` steps
-    ``Cat(low, acc)`` is the product. ``acc`` never exceeds the multiplicand's magnitude, so it
-    has the multiplicand's width. Operands must hold still from the first step to the last.
+    A first step adds ``init``; each later one adds the multiplicand (when the multiplier's bit
+    is 1) to the upper part ``acc``. Every step shifts the sum right by one, its low bit into
+    ``low`` (the first step's 0 falls out at the end). After the last step ``Cat(low, acc)`` is
+    the result. ``acc`` never exceeds the larger of ``init`` and the multiplicand, so it has
+    their width. Folding ``init`` into the first step's addend costs no adder of its own.
+    Operands must hold still from the first step to the last.
     """
 
-    def __init__(self, m, name, multiplicand, multiplier, steps):
+    def __init__(self, m, name, multiplicand, multiplier, steps, init=None):
         if len(multiplier) > steps:
             raise ValueError(f"{name}: a {len(multiplier)}-bit multiplier needs more than "
                              f"{steps} steps")
+        if init is not None and multiplicand.shape().signed:
+            raise ValueError(f"{name}: init needs an unsigned multiplicand")
         self._name = name
-        self.acc = Signal(multiplicand.shape(), name=f"{name}_acc")
-        self.low = Signal(steps, name=f"{name}_low")
         self._m = m
         self._multiplicand = multiplicand
+        self._has_init = init is not None
+        self._init = Const(0, 1) if init is None else init
+        width = max(len(multiplicand), len(self._init))
+        self.acc = Signal(signed(width) if multiplicand.shape().signed else unsigned(width),
+                          name=f"{name}_acc")
+        self.low = Signal(steps, name=f"{name}_low")
         self._multiplier = Signal(steps, name=f"{name}_multiplier")
         m.d.comb += self._multiplier.eq(multiplier)
 
     def clear(self):
         self._m.d.sync += self.acc.eq(0)
 
-    def step(self, k):
-        """Add for multiplier bit ``k`` (a signal) and shift."""
+    def step(self, k, first):
+        """The first step (``first``, a signal) or the one for multiplier bit ``k``."""
         width = len(self.acc)
         shape = signed(width + 1) if self.acc.shape().signed else unsigned(width + 1)
-        total = Signal(shape, name=f"{self._name}_sum")
         bit = self._multiplier.bit_select(k, 1)
-        self._m.d.comb += total.eq(self.acc + Mux(bit, self._multiplicand, 0))
-        self._m.d.sync += [self.acc.eq(total[1:]), self.low.eq(Cat(self.low[1:], total[0]))]
+        # acc + Mux(bit, multiplicand, 0) as Mux(bit, acc + multiplicand, acc): each bit's
+        # choice then shares the adder's LUT (its inputs: acc, multiplicand, carry and bit).
+        if self._has_init:
+            # init · 2 so that the shift leaves init (acc is 0 before the first step).
+            addend, take = Mux(first, Cat(Const(0, 1), self._init), self._multiplicand), first | bit
+        else:
+            addend, take = self._multiplicand, bit & ~first
+        chosen = Signal(shape, name=f"{self._name}_sum")
+        self._m.d.comb += chosen.eq(Mux(take, self.acc + addend, self.acc))
+        self._m.d.sync += [self.acc.eq(chosen[1:]), self.low.eq(Cat(self.low[1:], chosen[0]))]
 
     @property
     def product(self):
@@ -95,10 +123,11 @@ class _ShiftAdd:
 class DescriptorCheck(wiring.Component):
     """Reason code of a layer descriptor, over :data:`CHECK_LATENCY` cycles.
 
-    The ten products the checks need (layout sizes, weight loads, map and weight ranges) and
-    ``arg_add · G`` are computed by as many shift-add datapaths in lockstep, one multiplier bit a
-    cycle; the comparisons follow in one more cycle. Every other value (widths, strides, channel
-    blocks) is a few gates from the descriptor.
+    The nine products the checks need (layout sizes, weight loads, map and weight ends, some
+    with a descriptor field added) and ``arg_add · G`` are computed by as many shift-add
+    datapaths in lockstep, one multiplier bit a cycle after a step that adds the initial
+    values; the comparisons follow in one more cycle. Every other value (widths, strides,
+    channel blocks) is a few gates from the descriptor.
 
     Parameters
     ----------
@@ -160,17 +189,15 @@ class DescriptorCheck(wiring.Component):
         d = self.desc
         R = GatewareReason
 
-        # Sizes and derived counts: real values (descriptor fields hold value − 1).
+        # Sizes and derived counts: real values (descriptor fields hold value − 1). Where a
+        # field's value − 1 serves as well, it is used as it is: each + 1 is an adder.
         C, OC, PL = Signal(11), Signal(11), Signal(11)  # channels in, out, out per load
         W, OW, H, OH = Signal(11), Signal(11), Signal(10), Signal(10)
-        LT = Signal(7)                      # weight loads
-        plane = Signal(17)                  # channel_byte_num
         k3, dw = Signal(), Signal()
         m.d.comb += [
             C.eq(d.i_ch_num + 1), OC.eq(d.o_ch_num + 1), PL.eq(d.o_ch_num_coef + 1),
             W.eq(d.i_row_wid + 1), OW.eq(d.o_row_wid + 1),
             H.eq(d.i_col_high + 1), OH.eq(d.o_col_high + 1),
-            LT.eq(d.load_time + 1), plane.eq(d.channel_byte_num + 1),
             k3.eq(d.kernel_type == 1), dw.eq(d.depth_wise_layer),
         ]
         # As the engine writes them, so that synthesis merges the two.
@@ -186,92 +213,112 @@ class DescriptorCheck(wiring.Component):
             for pool in PoolType:
                 with m.Case(pool):
                     m.d.comb += stride_shift.eq(pool_stride(pool).bit_length() - 1)
-        # Row layout (featuremap.row_layout): groups of channels a line, lines a row.
+        # Row layout (featuremap.row_layout): lines a row ⌈width / 64⌉ = (width − 1) // 64 + 1,
+        # groups of channels a line 4, 2, 1 for widths up to 16, 32, 64 and beyond.
         row_len_in, row_len_out = Signal(5), Signal(5)
         groups_in, groups_out = Signal(3), Signal(3)
         group_shift_in, group_shift_out = Signal(2), Signal(2)
-        for width, row_len, groups, shift in ((W, row_len_in, groups_in, group_shift_in),
-                                              (OW, row_len_out, groups_out, group_shift_out)):
-            m.d.comb += [row_len.eq((width + 63) >> 6),
-                         shift.eq(Mux(width <= 16, 2, Mux(width <= 32, 1, 0))),
+        for width_m1, row_len, groups, shift in (
+                (d.i_row_wid, row_len_in, groups_in, group_shift_in),
+                (d.o_row_wid, row_len_out, groups_out, group_shift_out)):
+            m.d.comb += [row_len.eq(width_m1[6:] + 1),
+                         shift.eq(Mux(width_m1[4:] == 0, 2, Mux(width_m1[5:] == 0, 1, 0))),
                          groups.eq(1 << shift)]
         in_blocks, out_blocks = Signal(11), Signal(11)  # channel blocks of the maps
         m.d.comb += [in_blocks.eq((C + groups_in - 1) >> group_shift_in),
                      out_blocks.eq((OC + groups_out - 1) >> group_shift_out)]
 
-        # ---- products, in lockstep ---------------------------------------------------------
+        # ---- products, in lockstep: (multiplicand, multiplier, init) ------------------------
+        ram_bits = self._ram_lines.bit_length()
+        weight_bits = self._weight_bytes.bit_length()
         products = {
-            "chsw": (row_len_in, H),                          # lines a channel block, input
-            "wbchsw": (row_len_out, OH),                      # the same, output
-            "plane": (OW, OH),
-            "total": (plane, OC),                             # channel_byte_num · O
-            "para": (per_oc, PL),                             # bytes a load
-            "loads": (PL, LT),                                # channels of LT loads
-            "src_lines": (d.channel_switch_addr[:BLOCK_LINE_BITS], in_blocks),
-            "dst_lines": (d.wb_channel_switch_addr[:BLOCK_LINE_BITS], out_blocks),
-            "weights": (per_oc, OC),                          # weight bytes of the layer
-            "add_term": (d.arg_add, g_ic),
+            "chsw": (row_len_in, H, None),                    # lines a channel block, input
+            "wbchsw": (row_len_out, OH, None),                # the same, output
+            # OW·OH − 1 = (OW − 1)·OH + OH − 1: channel_byte_num as it is
+            "plane": (d.o_row_wid, OH, d.o_col_high),
+            # channel_byte_num·O − 1 (dma_total_byte as it is), in the same way
+            "total": (d.channel_byte_num, OC, d.o_ch_num),
+            "para": (per_oc, PL, None),                       # bytes a load
+            # load_time = ⌈O / PL⌉  ⇔  (LT − 1)·PL ≤ O − 1 < LT·PL. With ~(O − 1) = 1023 − (O − 1)
+            # added, (LT − 1)·PL ≤ O − 1 ⇔ the result is below 1024, and then O − 1 < LT·PL ⇔
+            # the result + PL reaches 1024.
+            "loads": (PL, d.load_time, ~d.o_ch_num),
+            # the map's end line (the channel_switch_addr fields are the layout's lines a block
+            # once LAYOUT has passed, so their top bits are 0 and the products exact)
+            "src_end": (d.channel_switch_addr[:BLOCK_LINE_BITS], in_blocks,
+                        d.image_src_addr),
+            "dst_end": (d.wb_channel_switch_addr[:BLOCK_LINE_BITS], out_blocks,
+                        d.image_dst_addr),
+            # the end of the layer's weights, as far as the memory's bits go
+            "weights_end": (per_oc, OC, d.para_start_addr[:weight_bits]),
+            "add_term": (d.arg_add, g_ic, None),
         }
-        mul = {name: _ShiftAdd(m, f"chk_{name}", a, b, CHECK_STEPS)
-               for name, (a, b) in products.items()}
+        mul = {name: _ShiftAdd(m, f"chk_{name}", a, b, CHECK_STEPS, init)
+               for name, (a, b, init) in products.items()}
         p = {name: unit.product for name, unit in mul.items()}
         m.d.comb += self.add_term.eq(p["add_term"])
 
+        # The cycle of start, a first step (the descriptor is valid from the cycle after
+        # start), CHECK_STEPS steps, the comparisons.
         k = Signal(range(CHECK_STEPS))
         running = Signal()
+        first = Signal()
         finishing = Signal()
         m.d.sync += [self.done.eq(0), finishing.eq(0)]
         with m.If(self.start):
-            m.d.sync += [k.eq(0), running.eq(1)]
+            m.d.sync += [k.eq(0), running.eq(1), first.eq(1)]
             for unit in mul.values():
                 unit.clear()
         with m.Elif(running):
             for unit in mul.values():
-                unit.step(k)
-            m.d.sync += k.eq(k + 1)
-            with m.If(k == CHECK_STEPS - 1):
-                m.d.sync += [running.eq(0), finishing.eq(1)]
+                unit.step(k, first)
+            m.d.sync += first.eq(0)
+            with m.If(~first):
+                m.d.sync += k.eq(k + 1)
+                with m.If(k == CHECK_STEPS - 1):
+                    m.d.sync += [running.eq(0), finishing.eq(1)]
 
         # ---- comparisons (the cycle after the last step), first failure wins ---------------
         unsupported = (d.first_stride | d.bypass_conv | d.pad_type | d.ram_flag | d.full_add
                        | (d.coef_column_offset != 0) | (d.coef_row_offset != 0)
                        | (d.coef_size != 0) | ~d.load_para | ~d.load_coor | ~d.load_act)
         # channel_byte_num = OW·OH makes channel_byte_num · O the real dma_total_byte check.
-        layout_ok = ((row_len_in < 16) & (row_len_out < 16)
+        layout_ok = ((d.i_row_wid[6:] != 15) & (d.o_row_wid[6:] != 15)   # < 16 lines a row
                      & (d.row_switch_addr == row_len_in) & (d.channel_switch_addr == p["chsw"])
                      & (d.coef_group == groups_in)
                      & (d.wb_row_switch_addr == row_len_out)
                      & (d.wb_channel_switch_addr == p["wbchsw"])
                      & (d.wb_group == groups_out)
-                     & (plane == p["plane"])
-                     # + 1 on the product's bits only
-                     & (d.dma_total_byte[len(p["total"]):] == 0)
-                     & (d.dma_total_byte[:len(p["total"])] + 1 == p["total"]))
-        # load_time = ⌈O / PL⌉  ⇔  (LT − 1)·PL < O ≤ LT·PL.
-        loads_ok = ((d.o_ch_num_coef <= d.o_ch_num) & (d.para_size == p["para"])
-                    & (p["loads"] - PL < OC) & (p["loads"] >= OC))
-        # The channel_switch_addr fields are the layout's lines a block once LAYOUT has passed
-        # (so their top bits are 0 and the products above are exact).
-        src_bad, src_end = _sum_exceeds(d.image_src_addr, p["src_lines"], self._ram_lines)
-        dst_bad, dst_end = _sum_exceeds(d.image_dst_addr, p["dst_lines"], self._ram_lines)
-        # Reached only when both maps end inside the RAM: the low bits of the addresses do.
-        lines_bits = len(src_end) - 1
-        overlap = ((d.image_src_addr[:lines_bits] < dst_end)
-                   & (d.image_dst_addr[:lines_bits] < src_end))
-        weights_bad = (_sum_exceeds(d.para_start_addr, p["weights"], self._weight_bytes)[0]
-                       | _sum_exceeds(d.bwsx_base_addr, OC * BN_ENTRY_BYTES, self._weight_bytes)[0]
+                     & (d.channel_byte_num == p["plane"])
+                     & (d.dma_total_byte == p["total"]))
+        # PL ≤ O as well: implied when LT > 1 (PL ≤ (LT − 1)·PL < O); when LT = 1 the loads
+        # check gives O ≤ PL, so that PL ≤ O ⇔ PL = O.
+        loads_ok = ((d.para_size == p["para"])
+                    & ~p["loads"][10:].any() & (p["loads"][:10] + PL)[10:].any()
+                    & ((d.load_time != 0) | (d.o_ch_num_coef == d.o_ch_num)))
+        src_bad = _gt_const(p["src_end"], self._ram_lines)
+        dst_bad = _gt_const(p["dst_end"], self._ram_lines)
+        # Reached only when both maps end inside the RAM: the low bits of the lines do.
+        overlap = ((d.image_src_addr[:ram_bits] < p["dst_end"][:ram_bits])
+                   & (d.image_dst_addr[:ram_bits] < p["src_end"][:ram_bits]))
+        # bwsx_base_addr + 8·O > size  ⇔  bwsx_base_addr // 8 + O − 1 ≥ size // 8 when
+        # bwsx_base_addr is a multiple of 8 (else it is out of range anyway).
+        weights_bad = ((d.para_start_addr[weight_bits:] != 0)
+                       | _gt_const(p["weights_end"], self._weight_bytes)
+                       | _sum_exceeds(d.bwsx_base_addr[3:], d.o_ch_num,
+                                      self._weight_bytes // BN_ENTRY_BYTES - 1)
                        # active_addr + 144 > size  ⇔  active_addr > size − 144
-                       | _sum_exceeds(d.active_addr, Const(0),
-                                      self._weight_bytes - ACT_TABLE_BYTES)[0]
+                       | _gt_const(d.active_addr, self._weight_bytes - ACT_TABLE_BYTES)
                        | (d.bwsx_base_addr[:3] != 0) | (d.active_addr[:3] != 0))
         # Entries (config_limited): C for 3×3, ⌈C / 9⌉ for 1×1, 1 when depthwise.
-        limits_bad = ((W > self._max_width)
-                      | (~dw & Mux(k3, C > self._max_entries, C > 9 * self._max_entries))
+        limits_bad = (_gt_const(d.i_row_wid, self._max_width - 1)
+                      | (~dw & Mux(k3, _gt_const(d.i_ch_num, self._max_entries - 1),
+                                   _gt_const(d.i_ch_num, 9 * self._max_entries - 1)))
                       | ~self.eight_bit_mode)
         result = Signal(REASON_BITS)
-        with m.If(d.kernel_type > 1):
+        with m.If(d.kernel_type[1:] != 0):
             m.d.comb += result.eq(R.KERNEL_TYPE)
-        with m.Elif(d.pool_type > 9):
+        with m.Elif(_gt_const(d.pool_type, 9)):
             m.d.comb += result.eq(R.POOL_TYPE)
         with m.Elif(unsupported):
             m.d.comb += result.eq(R.UNSUPPORTED_MODE)

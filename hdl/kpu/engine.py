@@ -138,7 +138,7 @@ class KpuEngine(wiring.Component):
     groups the coefficient buffers reload (about ``lanes · 9 · entries / 8`` cycles; with one
     lane a byte a cycle, about ``10 · entries``); the post pipeline handles ``post_lanes``
     outputs a cycle (one per 16 cycles with ``serial_post``).
-    The check takes :data:`.check.CHECK_LATENCY` (13) cycles: a rejected descriptor is done 13
+    The check takes :data:`.check.CHECK_LATENCY` (14) cycles: a rejected descriptor is done 14
     cycles after its last word is accepted, an accepted one starts then. After a group's
     weights are loaded, its ``w_term`` products take :attr:`x_sum_bits` + ``shr_w`` more cycles
     (18 + ``shr_w`` for 64 entries), which the post pipeline waits for; they overlap the first
