@@ -571,10 +571,14 @@ class KpuEngine(wiring.Component):
         with m.If(run_start):
             m.d.sync += [row_words.eq(0), e_chan.eq(g_chan), c_chan.eq(g_chan)]
 
-        yy = Signal(signed(12))             # the request's input row (3×3)
         row_ok = Signal()
+        last_row = Signal()                 # fy is the map's last row
+        last_block = Signal()               # fk is the row's last block
+        m.d.comb += [last_row.eq(fy == H - 1), last_block.eq(fk == n_blocks - 1)]
         with m.If(k3):
-            m.d.comb += [yy.eq(fy - 1 + fr), row_ok.eq((fr < 3) & (yy >= 0) & (yy < H))]
+            # A 3×3 block requests input row fy (fr = 1, first output row only) or fy + 1
+            # (fr = 2): only the latter can be past the map (the pad row H).
+            m.d.comb += row_ok.eq((fr != 2) | ~last_row)
         with m.Else():
             m.d.comb += row_ok.eq(Mux(dw, fr == 0, c_chan.ch < C))
         request_addr = Signal(addr_shape)
@@ -592,17 +596,18 @@ class KpuEngine(wiring.Component):
                     fill_state.eq(1), lb_slot.eq(fb),
                     fill_meta.y.eq(fy), fill_meta.slot.eq(fslot), fill_meta.e.eq(fe),
                     fill_meta.k.eq(fk),
-                    fill_meta.ncols.eq(Mux(W - fk * B < B, W - fk * B, B)),
-                    fill_meta.group_last.eq((fy == H - 1) & (fe == n_entries - 1)
-                                            & (fk == n_blocks - 1)),
+                    # The row's last block holds the columns left: (W − 1) mod B + 1.
+                    fill_meta.ncols.eq(Mux(last_block, (W - 1)[:log_b] + 1, B)),
+                    fill_meta.group_last.eq(last_row & (fe == n_entries - 1)
+                                            & last_block),
                 ]
             with m.If(fr == rows - 1):
                 m.d.sync += [fr.eq(fr_first), fb.eq(fb + 1)]
-                with m.If(fk == n_blocks - 1):
+                with m.If(last_block):
                     m.d.sync += fk.eq(0)
                     with m.If(fe == n_entries - 1):
                         m.d.sync += [fe.eq(0), fb.eq(0), e_chan.eq(g_chan), c_chan.eq(g_chan)]
-                        with m.If(fy == H - 1):
+                        with m.If(last_row):
                             m.d.sync += feeding.eq(0)
                         with m.Else():
                             m.d.sync += [fy.eq(fy + 1), fr.eq(first_request(fy + 1)),
