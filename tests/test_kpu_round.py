@@ -36,14 +36,12 @@ def cases(rng, count):
     return out
 
 
-def test_round_clamp_matches_model():
+def _run(values):
+    """``round_clamp`` of each ``(t, shift, bias)``, in simulation."""
     m = Module()
     t, shift, bias = Signal(signed(T_BITS)), Signal(6), Signal(8)
     y = Signal(8)
     m.d.comb += y.eq(round_clamp(m, t, shift, bias, 0))
-    values = cases(random.Random("round-clamp"), 3000)
-    ts, shifts, biases = (np.array(column, dtype=np.int64) for column in zip(*values))
-    expected = np.clip(model.rounding_shift(ts, shifts) + biases, 0, 255)
     got = []
 
     async def bench(ctx):
@@ -56,6 +54,32 @@ def test_round_clamp_matches_model():
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
+    return got
+
+
+def _check(values):
+    ts, shifts, biases = (np.array(column, dtype=np.int64) for column in zip(*values))
+    expected = np.clip(model.rounding_shift(ts, shifts) + biases, 0, 255)
+    got = _run(values)
     wrong = [(v, e, g) for v, e, g in zip(values, expected, got) if e != g]
     assert not wrong, f"{len(wrong)} of {len(values)} differ, e.g. (t, shift, bias), model, " \
                       f"gateware = {wrong[:3]}"
+
+
+def test_round_clamp_matches_model():
+    _check(cases(random.Random("round-clamp"), 3000))
+
+
+def test_round_clamp_mask_edges():
+    # One bit (or all bits) at each position around each shift: the sticky mask ends at
+    # t[shift − 2], the round bit is t[shift − 1], the quotient's window ends at
+    # t[shift + 7] and anything above it saturates. Every shift against every bit position
+    # catches a mask boundary off by one anywhere.
+    lo, hi = -(1 << (T_BITS - 1)), (1 << (T_BITS - 1)) - 1
+    values = []
+    for shift in range(64):
+        for k in range(T_BITS - 1):
+            for t in (1 << k, -(1 << k), (1 << k) - 1, (1 << k) | (1 << min(shift, k)),
+                      -(1 << k) | (1 << max(shift - 1, 0))):
+                values.append((max(lo, min(hi, t)), shift, (k * 37 + shift) % 256))
+    _check(values)

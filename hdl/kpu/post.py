@@ -105,6 +105,20 @@ def _limb(value, limb):
     return part.as_signed() if is_signed else part
 
 
+def _at_least(x, c):
+    """``x ≥ c`` for an unsigned signal ``x`` and a constant ``c``, as plain logic: a chain of
+    ANDs and ORs from the top bit down. Yosys maps ``x >= c`` to a carry chain (an iCE40 logic
+    cell per bit that ABC cannot merge); this folds into the LUTs that use it."""
+    if c <= 0:
+        return Const(1, 1)
+    if c >= 1 << len(x):
+        return Const(0, 1)
+    result = Const(1, 1)                # the bits below the lowest one checked are equal
+    for i in range(len(x)):
+        result = (x[i] & result) if (c >> i) & 1 else (x[i] | result)
+    return result
+
+
 def round_clamp(m, t, shift, bias, name):
     """nncase's rounding shift of ``t`` (floor, then + sign when the fraction is above one
     half, or exactly one half with an odd quotient), plus ``bias``, clamped to uint8;
@@ -115,7 +129,8 @@ def round_clamp(m, t, shift, bias, name):
     signed bits at all. If it does not, the result is fixed by the sign of ``t``: ``q`` ≥
     256 gives 255, ``q`` ≤ −257 gives at most −257 + 1 + 255 < 0, so 0 (8 bits would not
     do: ``q`` = 200 must give 200 + ``bias``). A full-width shift and fraction compare
-    cost about three times the logic.
+    cost about three times the logic. The masks of the low and the high bits compare
+    ``shift`` with constants as plain logic (:func:`_at_least`), not carry chains.
     """
     n = len(t)
     INTEGRAL = 9
@@ -126,14 +141,18 @@ def round_clamp(m, t, shift, bias, name):
     integral = window[1:].as_signed()
     round_bit = window[0]
     sticky = Signal(name=f"round_sticky_{name}")        # any of t[0 : shift − 1] set
-    m.d.comb += sticky.eq(Cat(t[k] & (shift > k + 1) for k in range(n)).any())
+    m.d.comb += sticky.eq(Cat(t[k] & _at_least(shift, k + 2) for k in range(n)).any())
     fits = Signal(name=f"round_fits_{name}")            # t >> shift fits in INTEGRAL bits
-    m.d.comb += fits.eq(~Cat((t[k] != sign) & (shift + INTEGRAL - 1 <= k)
+    # t[k] is above the quotient's INTEGRAL bits when shift + INTEGRAL − 1 ≤ k.
+    m.d.comb += fits.eq(~Cat((t[k] != sign) & ~_at_least(shift, k - INTEGRAL + 2)
                              for k in range(INTEGRAL - 1, n - 1)).any())
     up = round_bit & (sticky | integral[0])
     y = Signal(signed(INTEGRAL + 3), name=f"round_y_{name}")
     m.d.comb += y.eq(integral + Mux(up, Mux(sign, -1, 1), 0) + bias)
-    return Mux(~fits, Mux(sign, 0, 255), Mux(y < 0, 0, Mux(y > 255, 255, y)))
+    # y < 0 and y > 255 from its bits: compares would be carry chains.
+    negative = y[-1]
+    over = ~negative & y[8:].any()
+    return Mux(~fits, Mux(sign, 0, 255), Mux(negative, 0, Mux(over, 255, y[:8])))
 
 
 # ---- activation tables --------------------------------------------------------------------
