@@ -37,8 +37,8 @@ from .widemul import LATENCY as WIDE_LATENCY
 from .widemul import WideMul
 
 __all__ = ["Pool", "SEGMENTS", "ACC_BITS", "POOL_BITS", "SERIAL_PERIOD", "PostContext",
-           "FlopActTable", "MemoryActTable", "Mul16", "limbs", "round_clamp", "build_post",
-           "sequencer", "parallel_front_end", "serial_front_end", "writer"]
+           "FlopActTable", "MemoryActTable", "Mul16", "limbs", "round_clamp", "serial_round_clamp",
+           "build_post", "sequencer", "parallel_front_end", "serial_front_end", "writer"]
 
 ACC_BITS = 36           # conv and batch-norm results wrap to signed 36 bits, as in nncase
 POOL_BITS = 12          # sum of 16 uint8 values
@@ -153,6 +153,78 @@ def round_clamp(m, t, shift, bias, name):
     negative = y[-1]
     over = ~negative & y[8:].any()
     return Mux(~fits, Mux(sign, 0, 255), Mux(negative, 0, Mux(over, 255, y[:8])))
+
+
+#: Bits the serial rounding shift (:func:`serial_round_clamp`) moves ``t`` each cycle.
+ROUND_STEP = 4
+#: Shifts of ``t`` (:data:`ACC_BITS` + 17 bits) at and above this one all give the result of
+#: this one: the quotient is 0 or −1 and the rounding bit is the sign.
+_ROUND_MAX_SHIFT = ACC_BITS + 17
+
+
+def serial_round_clamp(m, t, shift, bias, load):
+    """:func:`round_clamp` over :data:`SERIAL_PERIOD` cycles, for the serial front end.
+
+    ``t``, ``shift`` and ``bias`` are read on the cycle ``load`` is 1; the returned byte is
+    valid from ``SERIAL_PERIOD − 1`` cycles later until the cycle after the next load (so one
+    load every :data:`SERIAL_PERIOD` cycles gives one byte each). ``t`` is copied into a shift
+    register that moves :data:`ROUND_STEP` bits a cycle (sign-filled), collecting whether the
+    bits it drops are set; on step ``shift // ROUND_STEP`` the last ``shift % ROUND_STEP`` bits
+    of the shift, the rounding, the bias and the clamp are done on the low bits. No barrel
+    shifter and no mask of ``t``: a 54-bit mask and a 64-way shift cost several hundred
+    iCE40 logic cells, this register one LUT a bit.
+    """
+    n = len(t)
+    assert n == _ROUND_MAX_SHIFT, n
+    INTEGRAL = 9
+    tr = Signal(n, name="round_t")              # t >> (ROUND_STEP · steps), sign-filled
+    dropped = Signal(name="round_dropped")      # any of the bits shifted out is set
+    dropped_top = Signal(name="round_dropped_top")  # the last bit shifted out
+    dropped_low = Signal(name="round_dropped_low")  # any shifted-out bit below that one
+    steps = Signal(range(SERIAL_PERIOD), name="round_steps")
+    whole = Signal(range(SERIAL_PERIOD), name="round_whole")   # shift // ROUND_STEP
+    part = Signal(2, name="round_part")                         # shift % ROUND_STEP
+    bias_r = Signal(8, name="round_bias")
+    u = Signal(8, name="round_u")
+    capped = Mux(_at_least(shift, _ROUND_MAX_SHIFT), _ROUND_MAX_SHIFT, shift)
+    sign = tr[n - 1]
+    with m.If(load):
+        m.d.sync += [tr.eq(t), dropped.eq(0), dropped_top.eq(0), dropped_low.eq(0),
+                     steps.eq(0), whole.eq(capped[2:]), part.eq(capped[:2]), bias_r.eq(bias)]
+    with m.Else():
+        m.d.sync += [tr.eq(Cat(tr[ROUND_STEP:], sign.replicate(ROUND_STEP))),
+                     dropped.eq(dropped | tr[:ROUND_STEP].any()),
+                     dropped_top.eq(tr[ROUND_STEP - 1]),
+                     dropped_low.eq(dropped | tr[:ROUND_STEP - 1].any()),
+                     steps.eq(steps + 1)]
+    # On step ``whole``: tr = t >> (shift − part); the rest of the shift is ``part`` bits.
+    shifted = Signal(INTEGRAL, name="round_q")         # (t >> shift)[0:INTEGRAL]
+    round_bit = Signal(name="round_bit")                # t[shift − 1], 0 when shift is 0
+    sticky = Signal(name="round_sticky")                # any of t[0 : shift − 1] set
+    with m.Switch(part):
+        for p in range(ROUND_STEP):
+            with m.Case(p):
+                m.d.comb += shifted.eq(tr[p:p + INTEGRAL])
+                if p == 0:
+                    m.d.comb += [round_bit.eq(dropped_top), sticky.eq(dropped_low)]
+                else:
+                    m.d.comb += [round_bit.eq(tr[p - 1]),
+                                 sticky.eq(dropped | tr[:p - 1].any() if p > 1 else dropped)]
+    # t >> shift fits in INTEGRAL signed bits: tr[part + INTEGRAL − 1 :] all equal the sign.
+    fits = Signal(name="round_fits")
+    high = INTEGRAL - 1 + ROUND_STEP - 1
+    m.d.comb += fits.eq(~Cat(tr[k] ^ sign for k in range(high, n - 1)).any()
+                        & ~Cat((tr[INTEGRAL - 1 + p] ^ sign) & ~_at_least(part, p + 1)
+                               for p in range(ROUND_STEP - 1)).any())
+    integral = shifted.as_signed()
+    up = round_bit & (sticky | integral[0])
+    y = Signal(signed(INTEGRAL + 3), name="round_y")
+    m.d.comb += y.eq(integral + Mux(up, Mux(sign, -1, 1), 0) + bias_r)
+    negative = y[-1]
+    over = ~negative & y[8:].any()
+    with m.If(~load & (steps == whole)):
+        m.d.sync += u.eq(Mux(~fits, Mux(sign, 0, 255), Mux(negative, 0, Mux(over, 255, y[:8]))))
+    return u
 
 
 # ---- activation tables --------------------------------------------------------------------
@@ -502,16 +574,14 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
                  ctx.xsum_post.en.eq(m0.kind.valid & ~stall)]
 
     # Metas of the outputs in the x, batch-norm, search and activation stages, and leaving.
-    meta_x, meta_b, meta_s, meta_a, meta_u = (Signal(Meta, name=f"serial_meta_{n}")
-                                              for n in "xbsau")
+    meta_x, meta_b, meta_s, meta_a, meta_r = (Signal(Meta, name=f"serial_meta_{n}")
+                                              for n in "xbsar")
     with mp.If(at[0]):
         mp.d.sync += meta_x.eq(m0)
     with mp.If(at[6]):
         mp.d.sync += meta_b.eq(meta_x)
     with mp.If(at[T - 1]):
         mp.d.sync += [meta_s.eq(meta_b), meta_a.eq(meta_s)]
-    mp.d.sync += meta_u.kind.valid.eq(0)
-    u = Signal(8)
 
     # Operands held for the products.
     alu = Signal(signed(ACC_BITS))          # batch-norm stage input
@@ -563,10 +633,13 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     bn_prod = acc[:ACC_BITS + 15]
     with mp.If(at[T - 1]):
         mp.d.sync += v.eq(((bn_prod >> ctx.bn_shift[0]) + ctx.bn_add[0])[:ACC_BITS].as_signed())
-    # Activation (phase 9): the accumulator holds dv · y_mul.
+    # Activation (phase 9): the accumulator holds dv · y_mul, rounded over the next period
+    # (``meta_r`` holds its meta); the byte leaves at the next phase 9.
+    u = serial_round_clamp(mp, acc, sh_a, bias_a, at[9])
     with mp.If(at[9]):
-        mp.d.sync += [u.eq(round_clamp(mp, acc, sh_a, bias_a, "serial")),
-                      meta_u.eq(meta_a)]
+        mp.d.sync += meta_r.eq(meta_a)
+    meta_u = Signal(Meta, name="serial_meta_u")
+    mp.d.comb += [meta_u.eq(meta_r), meta_u.kind.valid.eq(meta_r.kind.valid & at[9])]
 
     # Search. Row r (1..15) is read at phase (r + 14) mod 16 and compared a phase later; the
     # value row of the segment found is read at phase 14 and latched at 15, where the
@@ -594,7 +667,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
 
     idle = Signal()
     m.d.comb += idle.eq(~posting & ~Cat(meta.kind.valid for meta in
-                                        (meta_x, meta_b, meta_s, meta_a, meta_u)).any())
+                                        (meta_x, meta_b, meta_s, meta_a, meta_r)).any())
     return meta_u, [u], idle
 
 
