@@ -543,11 +543,13 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     ========  =============================================================================
     t0        the accumulator and Σx memories are read (their ports hold the data 16 cycles)
     +1..+4    x term pieces ``arg_x × Σx`` (2 × 2 limbs); ``alu`` latched at +6
-    +8..+13   batch-norm pieces ``alu × bn_mul`` (3 × 2 limbs); ``v`` latched at +15
-    +15..+30  search: rows 1..15 read at +15..+29 and compared at +16..+30 (keep the last
+    +8..+13   batch-norm pieces ``alu × bn_mul`` (3 × 2 limbs), the product at +15, shifted
+              right by ``bn_shift`` a bit a cycle; ``v`` latched at +31
+    +31..+46  search: rows 1..15 read at +31..+45 and compared at +32..+46 (keep the last
               segment with ``x_start < v`` and ``v − x_start``), the found segment's value
-              row read at +30; ``dv``, ``y_mul``, shift, bias latched at +31
-    +37..+39  activation pieces ``dv × y_mul`` (3 limbs); the byte latched at +41
+              row read at +46; ``dv``, ``y_mul``, shift, bias latched at +47
+    +53..+55  activation pieces ``dv × y_mul`` (3 limbs), the product at +57, rounded and
+              clamped by :func:`serial_round_clamp`; the byte leaves at +73
     ========  =============================================================================
 
     So in every period the multiplier takes the x term of one output (phases 1..4), the
@@ -574,14 +576,14 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
                  ctx.xsum_post.en.eq(m0.kind.valid & ~stall)]
 
     # Metas of the outputs in the x, batch-norm, search and activation stages, and leaving.
-    meta_x, meta_b, meta_s, meta_a, meta_r = (Signal(Meta, name=f"serial_meta_{n}")
-                                              for n in "xbsar")
+    meta_x, meta_b, meta_v, meta_s, meta_a, meta_r = (Signal(Meta, name=f"serial_meta_{n}")
+                                                      for n in "xbvsar")
     with mp.If(at[0]):
         mp.d.sync += meta_x.eq(m0)
     with mp.If(at[6]):
         mp.d.sync += meta_b.eq(meta_x)
     with mp.If(at[T - 1]):
-        mp.d.sync += [meta_s.eq(meta_b), meta_a.eq(meta_s)]
+        mp.d.sync += [meta_v.eq(meta_b), meta_s.eq(meta_v), meta_a.eq(meta_s)]
 
     # Operands held for the products.
     alu = Signal(signed(ACC_BITS))          # batch-norm stage input
@@ -629,10 +631,17 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
         mp.d.sync += alu.eq((ctx.acc_post.data[0] + x_term + ctx.w_term[0]
                              + ctx.add_term)[:ACC_BITS].as_signed())
     # Batch-norm (phase 15): the accumulator holds alu · bn_mul (the low ACC_BITS + 15 bits
-    # are exact; as in the parallel pipeline, no higher bit reaches v).
-    bn_prod = acc[:ACC_BITS + 15]
+    # are exact; as in the parallel pipeline, no higher bit reaches v). It is shifted right by
+    # bn_shift (0..15) a bit a cycle over the next period (a barrel shifter costs three times
+    # the logic cells), and v is latched at the next phase 15 (``meta_v`` waits with it).
+    bn_t = Signal(ACC_BITS + 15)            # alu · bn_mul >> (bits shifted so far)
+    bn_left = Signal(4)                     # bits still to shift
     with mp.If(at[T - 1]):
-        mp.d.sync += v.eq(((bn_prod >> ctx.bn_shift[0]) + ctx.bn_add[0])[:ACC_BITS].as_signed())
+        mp.d.sync += [bn_t.eq(acc[:ACC_BITS + 15]), bn_left.eq(ctx.bn_shift[0])]
+    with mp.Elif(bn_left != 0):
+        mp.d.sync += [bn_t.eq(bn_t[1:]), bn_left.eq(bn_left - 1)]
+    with mp.If(at[T - 1]):
+        mp.d.sync += v.eq((bn_t[:ACC_BITS] + ctx.bn_add[0])[:ACC_BITS].as_signed())
     # Activation (phase 9): the accumulator holds dv · y_mul, rounded over the next period
     # (``meta_r`` holds its meta); the byte leaves at the next phase 9.
     u = serial_round_clamp(mp, acc, sh_a, bias_a, at[9])
@@ -667,7 +676,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
 
     idle = Signal()
     m.d.comb += idle.eq(~posting & ~Cat(meta.kind.valid for meta in
-                                        (meta_x, meta_b, meta_s, meta_a, meta_r)).any())
+                                        (meta_x, meta_b, meta_v, meta_s, meta_a, meta_r)).any())
     return meta_u, [u], idle
 
 
