@@ -575,15 +575,15 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
                  ctx.acc_post.en.eq(m0.kind.valid & ~stall),
                  ctx.xsum_post.en.eq(m0.kind.valid & ~stall)]
 
-    # Metas of the outputs in the x, batch-norm, search and activation stages, and leaving.
-    meta_x, meta_b, meta_v, meta_s, meta_a, meta_r = (Signal(Meta, name=f"serial_meta_{n}")
-                                                      for n in "xbvsar")
+    # Metas of the outputs in the x and batch-norm stages (meta_x: a meta is held 16 cycles,
+    # from issue to the batch-norm product), the batch-norm shift, the search, the activation,
+    # and the rounding until the byte leaves. Five: an output takes 73 cycles from issue.
+    meta_x, meta_v, meta_s, meta_a, meta_r = (Signal(Meta, name=f"serial_meta_{n}")
+                                              for n in "xvsar")
     with mp.If(at[0]):
         mp.d.sync += meta_x.eq(m0)
-    with mp.If(at[6]):
-        mp.d.sync += meta_b.eq(meta_x)
     with mp.If(at[T - 1]):
-        mp.d.sync += [meta_v.eq(meta_b), meta_s.eq(meta_v), meta_a.eq(meta_s)]
+        mp.d.sync += [meta_v.eq(meta_x), meta_s.eq(meta_v), meta_a.eq(meta_s)]
 
     # Operands held for the products.
     alu = Signal(signed(ACC_BITS))          # batch-norm stage input
@@ -663,7 +663,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     diff = Signal(signed(ACC_BITS + 1))
     m.d.comb += diff.eq(v - x_start)
     above = Signal()
-    m.d.comb += above.eq(~at[T - 1] & (diff > 0))
+    m.d.comb += above.eq(~at[T - 1] & ~diff[-1] & diff.any())    # diff > 0, no carry chain
     last_idx = Signal(4)
     m.d.comb += last_idx.eq(Mux(above, row, idx))
     m.d.comb += rd.addr.eq(Mux(at[T - 2], Cat(last_idx, Const(1, 1)), (phase + 2)[:4]))
@@ -676,7 +676,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
 
     idle = Signal()
     m.d.comb += idle.eq(~posting & ~Cat(meta.kind.valid for meta in
-                                        (meta_x, meta_b, meta_v, meta_s, meta_a, meta_r)).any())
+                                        (meta_x, meta_v, meta_s, meta_a, meta_r)).any())
     return meta_u, [u], idle
 
 
