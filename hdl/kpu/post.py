@@ -815,11 +815,18 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
                       new_mask[q].bit_select(pos, 1).eq(o_lanes[q])]
     flush = Signal()
     mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | (o_ox == OW - 1)))
+    # With one lane the bank writes the coalescer's word in place (the coalescer waits while
+    # the bank is busy) rather than a copy of it: 8·B flip-flops fewer. With more, the bank
+    # takes copies, and the coalescer goes on while it writes them one by one.
+    in_place = Q == 1
     with mp.If(o_valid):
+        if in_place:
+            mp.d.sync += c_data[0].eq(new_data[0])
         with mp.If(flush):
             mp.d.sync += [c_mask[q].eq(0) for q in range(Q)]
         with mp.Else():
-            mp.d.sync += [c_data[q].eq(new_data[q]) for q in range(Q)]
+            if not in_place:
+                mp.d.sync += [c_data[q].eq(new_data[q]) for q in range(Q)]
             mp.d.sync += [c_mask[q].eq(new_mask[q]) for q in range(Q)]
 
     # Channel lines of the group's lanes: dst + (oc >> out_shift) · wb_channel_switch_addr
@@ -857,13 +864,14 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
     bank_g = Signal(range(NG))
     bank_row_line = Signal(line_shape)
     bank_word = Signal(range(WMAX // B + 2))
-    bank_data = Array(Signal(8 * B, name=f"bank_data_{q}") for q in range(Q))
+    bank_data = Array(c_data if in_place else
+                      [Signal(8 * B, name=f"bank_data_{q}") for q in range(Q)])
     bank_mask = Array(Signal(B, name=f"bank_mask_{q}") for q in range(Q))
     bank_last = Signal()
     bank_go = Signal()                  # the bank writes a word this cycle
     m.d.comb += [bank_go.eq(bank_busy & ~ctx.port_taken & ~walking),
                  bank_last.eq(bank_go & (bank_q == Q - 1)),
-                 stall.eq(flush & bank_busy & ~bank_last)]
+                 stall.eq((o_valid if in_place else flush) & bank_busy & ~bank_last)]
     with m.If(bank_go):
         m.d.sync += bank_q.eq(bank_q + 1)
         with m.If(bank_last):
@@ -872,7 +880,8 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         m.d.sync += [bank_busy.eq(1), bank_q.eq(0), bank_g.eq(o_g),
                      bank_row_line.eq(next_row_line), row_line.eq(next_row_line),
                      row_oy.eq(o_oy), bank_word.eq(o_ox >> log_b)]
-        m.d.sync += [bank_data[q].eq(new_data[q]) for q in range(Q)]
+        if not in_place:
+            m.d.sync += [bank_data[q].eq(new_data[q]) for q in range(Q)]
         m.d.sync += [bank_mask[q].eq(new_mask[q]) for q in range(Q)]
     with m.If(ctx.run_start):
         m.d.sync += [row_oy.eq(0), row_line.eq(0)]
