@@ -708,7 +708,13 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
     block4 = (pool == Pool.MAX_4_S4) | (pool == Pool.MEAN_4_S4)
 
     def op(a, b):
-        return Mux(is_max, Mux(a > b, a, b), a + b)
+        """max(a, b) or a + b through one adder: a + ~b + 1 = a − b + 2^w, whose bit w is
+        a ≥ b (a compare of its own is a second carry chain)."""
+        w = max(len(a), len(b))
+        a, b = (Cat(x, Const(0, w - len(x))) for x in (a, b))
+        # (2a + is_max) + (2b' + 1) = 2(a + b' + is_max) + 1: the carry-in, in one adder.
+        total = (Cat(is_max, a) + Cat(Const(1, 1), Mux(is_max, ~b, b)))[1:w + 2]
+        return Mux(is_max, Mux(total[w], a, b), total)
 
     mp.submodules.pbuf = pbuf = memory.Memory(
         shape=data.ArrayLayout(POOL_BITS, Q), depth=NG * WMAX, init=[])
