@@ -1,7 +1,8 @@
-"""The post stage's rounding shift + bias + clamp (:func:`nangua.hdl.kpu.post.round_clamp`)
-against the golden model's :func:`~nangua.hdl.kpu.model.rounding_shift`, on the values where a cheaper
+"""The post stage's rounding shift + bias + clamp (:func:`nangua.hdl.kpu.post.round_clamp`,
+and :func:`~nangua.hdl.kpu.post.serial_round_clamp`, which spreads it over 16 cycles) against
+the golden model's :func:`~nangua.hdl.kpu.model.rounding_shift`, on the values where a cheaper
 circuit goes wrong: exact halves, odd and even quotients, quotients at the edge of the window
-the circuit keeps, shifts past the width of ``t``."""
+the circuit keeps, shifts past the width of ``t``, and every mask edge of every shift."""
 
 import random
 
@@ -80,8 +81,8 @@ def test_round_clamp_mask_edges():
 
 def _run_serial(values):
     """:func:`serial_round_clamp` of each ``(t, shift, bias)``, one loaded every
-    ``SERIAL_PERIOD`` cycles and read ``SERIAL_PERIOD − 1`` cycles after its load, when the
-    next one is loaded (so each result is read while the next is under way)."""
+    ``SERIAL_PERIOD`` cycles and read ``SERIAL_PERIOD`` cycles after its load, on the cycle
+    the next one is loaded (as the serial front end reads it)."""
     m = Module()
     t, shift, bias, load = Signal(signed(T_BITS)), Signal(6), Signal(8), Signal()
     y = serial_round_clamp(m, t, shift, bias, load)

@@ -166,8 +166,8 @@ def serial_round_clamp(m, t, shift, bias, load):
     """:func:`round_clamp` over :data:`SERIAL_PERIOD` cycles, for the serial front end.
 
     ``t``, ``shift`` and ``bias`` are read on the cycle ``load`` is 1; the returned byte is
-    valid from ``SERIAL_PERIOD − 1`` cycles later until the cycle after the next load (so one
-    load every :data:`SERIAL_PERIOD` cycles gives one byte each). ``t`` is copied into a shift
+    valid ``SERIAL_PERIOD`` cycles later, on the cycle of the next load when one comes every
+    :data:`SERIAL_PERIOD` cycles (and changes after it). ``t`` is copied into a shift
     register that moves :data:`ROUND_STEP` bits a cycle (sign-filled), collecting whether the
     bits it drops are set; on step ``shift // ROUND_STEP`` the last ``shift % ROUND_STEP`` bits
     of the shift, the rounding, the bias and the clamp are done on the low bits. No barrel
@@ -708,13 +708,7 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
     block4 = (pool == Pool.MAX_4_S4) | (pool == Pool.MEAN_4_S4)
 
     def op(a, b):
-        """max(a, b) or a + b through one adder: a + ~b + 1 = a − b + 2^w, whose bit w is
-        a ≥ b (a compare of its own is a second carry chain)."""
-        w = max(len(a), len(b))
-        a, b = (Cat(x, Const(0, w - len(x))) for x in (a, b))
-        # (2a + is_max) + (2b' + 1) = 2(a + b' + is_max) + 1: the carry-in, in one adder.
-        total = (Cat(is_max, a) + Cat(Const(1, 1), Mux(is_max, ~b, b)))[1:w + 2]
-        return Mux(is_max, Mux(total[w], a, b), total)
+        return Mux(is_max, Mux(a > b, a, b), a + b)
 
     mp.submodules.pbuf = pbuf = memory.Memory(
         shape=data.ArrayLayout(POOL_BITS, Q), depth=NG * WMAX, init=[])
