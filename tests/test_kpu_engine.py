@@ -63,10 +63,12 @@ def test_random_layer_matches_model(config, seed):
     assert_same_ram(run.ram, expected_after([d], ram, weights))
 
 
+@pytest.mark.parametrize("config", ["l2w16", "l1w8s"])
 @pytest.mark.parametrize("pool_type", range(10))
-def test_every_pool_type_3x3(pool_type):
+def test_every_pool_type_3x3(pool_type, config):
+    # l1w8s: the one-lane pooling and write bank behind the serial post.
     rng = random.Random(f"pool-{pool_type}")
-    kpu = make_kpu("l2w16")
+    kpu = make_kpu(config)
     d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
                               max_width=9, max_height=9, kernel_size=3, depthwise=False,
                               pool_type=pool_type)

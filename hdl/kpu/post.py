@@ -37,8 +37,8 @@ from .widemul import LATENCY as WIDE_LATENCY
 from .widemul import WideMul
 
 __all__ = ["Pool", "SEGMENTS", "ACC_BITS", "POOL_BITS", "SERIAL_PERIOD", "PostContext",
-           "FlopActTable", "MemoryActTable", "Mul16", "limbs", "round_clamp", "build_post",
-           "sequencer", "parallel_front_end", "serial_front_end", "writer"]
+           "FlopActTable", "MemoryActTable", "Mul16", "limbs", "round_clamp", "serial_round_clamp",
+           "build_post", "sequencer", "parallel_front_end", "serial_front_end", "writer"]
 
 ACC_BITS = 36           # conv and batch-norm results wrap to signed 36 bits, as in nncase
 POOL_BITS = 12          # sum of 16 uint8 values
@@ -105,6 +105,20 @@ def _limb(value, limb):
     return part.as_signed() if is_signed else part
 
 
+def _at_least(x, c):
+    """``x ≥ c`` for an unsigned signal ``x`` and a constant ``c``, as plain logic: a chain of
+    ANDs and ORs from the top bit down. Yosys maps ``x >= c`` to a carry chain (an iCE40 logic
+    cell per bit that ABC cannot merge); this folds into the LUTs that use it."""
+    if c <= 0:
+        return Const(1, 1)
+    if c >= 1 << len(x):
+        return Const(0, 1)
+    result = Const(1, 1)                # the bits below the lowest one checked are equal
+    for i in range(len(x)):
+        result = (x[i] & result) if (c >> i) & 1 else (x[i] | result)
+    return result
+
+
 def round_clamp(m, t, shift, bias, name):
     """nncase's rounding shift of ``t`` (floor, then + sign when the fraction is above one
     half, or exactly one half with an odd quotient), plus ``bias``, clamped to uint8;
@@ -115,7 +129,8 @@ def round_clamp(m, t, shift, bias, name):
     signed bits at all. If it does not, the result is fixed by the sign of ``t``: ``q`` ≥
     256 gives 255, ``q`` ≤ −257 gives at most −257 + 1 + 255 < 0, so 0 (8 bits would not
     do: ``q`` = 200 must give 200 + ``bias``). A full-width shift and fraction compare
-    cost about three times the logic.
+    cost about three times the logic. The masks of the low and the high bits compare
+    ``shift`` with constants as plain logic (:func:`_at_least`), not carry chains.
     """
     n = len(t)
     INTEGRAL = 9
@@ -126,14 +141,90 @@ def round_clamp(m, t, shift, bias, name):
     integral = window[1:].as_signed()
     round_bit = window[0]
     sticky = Signal(name=f"round_sticky_{name}")        # any of t[0 : shift − 1] set
-    m.d.comb += sticky.eq(Cat(t[k] & (shift > k + 1) for k in range(n)).any())
+    m.d.comb += sticky.eq(Cat(t[k] & _at_least(shift, k + 2) for k in range(n)).any())
     fits = Signal(name=f"round_fits_{name}")            # t >> shift fits in INTEGRAL bits
-    m.d.comb += fits.eq(~Cat((t[k] != sign) & (shift + INTEGRAL - 1 <= k)
+    # t[k] is above the quotient's INTEGRAL bits when shift + INTEGRAL − 1 ≤ k.
+    m.d.comb += fits.eq(~Cat((t[k] != sign) & ~_at_least(shift, k - INTEGRAL + 2)
                              for k in range(INTEGRAL - 1, n - 1)).any())
     up = round_bit & (sticky | integral[0])
     y = Signal(signed(INTEGRAL + 3), name=f"round_y_{name}")
     m.d.comb += y.eq(integral + Mux(up, Mux(sign, -1, 1), 0) + bias)
-    return Mux(~fits, Mux(sign, 0, 255), Mux(y < 0, 0, Mux(y > 255, 255, y)))
+    # y < 0 and y > 255 from its bits: compares would be carry chains.
+    negative = y[-1]
+    over = ~negative & y[8:].any()
+    return Mux(~fits, Mux(sign, 0, 255), Mux(negative, 0, Mux(over, 255, y[:8])))
+
+
+#: Bits the serial rounding shift (:func:`serial_round_clamp`) moves ``t`` each cycle.
+ROUND_STEP = 4
+#: Shifts of ``t`` (:data:`ACC_BITS` + 17 bits) at and above this one all give the result of
+#: this one: the quotient is 0 or −1 and the rounding bit is the sign.
+_ROUND_MAX_SHIFT = ACC_BITS + 17
+
+
+def serial_round_clamp(m, t, shift, bias, load):
+    """:func:`round_clamp` over :data:`SERIAL_PERIOD` cycles, for the serial front end.
+
+    ``t``, ``shift`` and ``bias`` are read on the cycle ``load`` is 1; the returned byte is
+    valid ``SERIAL_PERIOD`` cycles later, on the cycle of the next load when one comes every
+    :data:`SERIAL_PERIOD` cycles (and changes after it). ``t`` is copied into a shift
+    register that moves :data:`ROUND_STEP` bits a cycle (sign-filled), collecting whether the
+    bits it drops are set; on step ``shift // ROUND_STEP`` the last ``shift % ROUND_STEP`` bits
+    of the shift, the rounding, the bias and the clamp are done on the low bits. No barrel
+    shifter and no mask of ``t``: a 54-bit mask and a 64-way shift cost several hundred
+    iCE40 logic cells, this register one LUT a bit.
+    """
+    n = len(t)
+    assert n == _ROUND_MAX_SHIFT, n
+    INTEGRAL = 9
+    tr = Signal(n, name="round_t")              # t >> (ROUND_STEP · steps), sign-filled
+    dropped = Signal(name="round_dropped")      # any of the bits shifted out is set
+    dropped_top = Signal(name="round_dropped_top")  # the last bit shifted out
+    dropped_low = Signal(name="round_dropped_low")  # any shifted-out bit below that one
+    steps = Signal(range(SERIAL_PERIOD), name="round_steps")
+    whole = Signal(range(SERIAL_PERIOD), name="round_whole")   # shift // ROUND_STEP
+    part = Signal(2, name="round_part")                         # shift % ROUND_STEP
+    bias_r = Signal(8, name="round_bias")
+    u = Signal(8, name="round_u")
+    capped = Mux(_at_least(shift, _ROUND_MAX_SHIFT), _ROUND_MAX_SHIFT, shift)
+    sign = tr[n - 1]
+    with m.If(load):
+        m.d.sync += [tr.eq(t), dropped.eq(0), dropped_top.eq(0), dropped_low.eq(0),
+                     steps.eq(0), whole.eq(capped[2:]), part.eq(capped[:2]), bias_r.eq(bias)]
+    with m.Else():
+        m.d.sync += [tr.eq(Cat(tr[ROUND_STEP:], sign.replicate(ROUND_STEP))),
+                     dropped.eq(dropped | tr[:ROUND_STEP].any()),
+                     dropped_top.eq(tr[ROUND_STEP - 1]),
+                     dropped_low.eq(dropped | tr[:ROUND_STEP - 1].any()),
+                     steps.eq(steps + 1)]
+    # On step ``whole``: tr = t >> (shift − part); the rest of the shift is ``part`` bits.
+    shifted = Signal(INTEGRAL, name="round_q")         # (t >> shift)[0:INTEGRAL]
+    round_bit = Signal(name="round_bit")                # t[shift − 1], 0 when shift is 0
+    sticky = Signal(name="round_sticky")                # any of t[0 : shift − 1] set
+    with m.Switch(part):
+        for p in range(ROUND_STEP):
+            with m.Case(p):
+                m.d.comb += shifted.eq(tr[p:p + INTEGRAL])
+                if p == 0:
+                    m.d.comb += [round_bit.eq(dropped_top), sticky.eq(dropped_low)]
+                else:
+                    m.d.comb += [round_bit.eq(tr[p - 1]),
+                                 sticky.eq(dropped | tr[:p - 1].any() if p > 1 else dropped)]
+    # t >> shift fits in INTEGRAL signed bits: tr[part + INTEGRAL − 1 :] all equal the sign.
+    fits = Signal(name="round_fits")
+    high = INTEGRAL - 1 + ROUND_STEP - 1
+    m.d.comb += fits.eq(~Cat(tr[k] ^ sign for k in range(high, n - 1)).any()
+                        & ~Cat((tr[INTEGRAL - 1 + p] ^ sign) & ~_at_least(part, p + 1)
+                               for p in range(ROUND_STEP - 1)).any())
+    integral = shifted.as_signed()
+    up = round_bit & (sticky | integral[0])
+    y = Signal(signed(INTEGRAL + 3), name="round_y")
+    m.d.comb += y.eq(integral + Mux(up, Mux(sign, -1, 1), 0) + bias_r)
+    negative = y[-1]
+    over = ~negative & y[8:].any()
+    with m.If(~load & (steps == whole)):
+        m.d.sync += u.eq(Mux(~fits, Mux(sign, 0, 255), Mux(negative, 0, Mux(over, 255, y[:8]))))
+    return u
 
 
 # ---- activation tables --------------------------------------------------------------------
@@ -452,11 +543,13 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     ========  =============================================================================
     t0        the accumulator and Σx memories are read (their ports hold the data 16 cycles)
     +1..+4    x term pieces ``arg_x × Σx`` (2 × 2 limbs); ``alu`` latched at +6
-    +8..+13   batch-norm pieces ``alu × bn_mul`` (3 × 2 limbs); ``v`` latched at +15
-    +15..+30  search: rows 1..15 read at +15..+29 and compared at +16..+30 (keep the last
+    +8..+13   batch-norm pieces ``alu × bn_mul`` (3 × 2 limbs), the product at +15, shifted
+              right by ``bn_shift`` a bit a cycle; ``v`` latched at +31
+    +31..+46  search: rows 1..15 read at +31..+45 and compared at +32..+46 (keep the last
               segment with ``x_start < v`` and ``v − x_start``), the found segment's value
-              row read at +30; ``dv``, ``y_mul``, shift, bias latched at +31
-    +37..+39  activation pieces ``dv × y_mul`` (3 limbs); the byte latched at +41
+              row read at +46; ``dv``, ``y_mul``, shift, bias latched at +47
+    +53..+55  activation pieces ``dv × y_mul`` (3 limbs), the product at +57, rounded and
+              clamped by :func:`serial_round_clamp`; the byte leaves at +73
     ========  =============================================================================
 
     So in every period the multiplier takes the x term of one output (phases 1..4), the
@@ -482,17 +575,15 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
                  ctx.acc_post.en.eq(m0.kind.valid & ~stall),
                  ctx.xsum_post.en.eq(m0.kind.valid & ~stall)]
 
-    # Metas of the outputs in the x, batch-norm, search and activation stages, and leaving.
-    meta_x, meta_b, meta_s, meta_a, meta_u = (Signal(Meta, name=f"serial_meta_{n}")
-                                              for n in "xbsau")
+    # Metas of the outputs in the x and batch-norm stages (meta_x: a meta is held 16 cycles,
+    # from issue to the batch-norm product), the batch-norm shift, the search, the activation,
+    # and the rounding until the byte leaves. Five: an output takes 73 cycles from issue.
+    meta_x, meta_v, meta_s, meta_a, meta_r = (Signal(Meta, name=f"serial_meta_{n}")
+                                              for n in "xvsar")
     with mp.If(at[0]):
         mp.d.sync += meta_x.eq(m0)
-    with mp.If(at[6]):
-        mp.d.sync += meta_b.eq(meta_x)
     with mp.If(at[T - 1]):
-        mp.d.sync += [meta_s.eq(meta_b), meta_a.eq(meta_s)]
-    mp.d.sync += meta_u.kind.valid.eq(0)
-    u = Signal(8)
+        mp.d.sync += [meta_v.eq(meta_x), meta_s.eq(meta_v), meta_a.eq(meta_s)]
 
     # Operands held for the products.
     alu = Signal(signed(ACC_BITS))          # batch-norm stage input
@@ -540,14 +631,24 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
         mp.d.sync += alu.eq((ctx.acc_post.data[0] + x_term + ctx.w_term[0]
                              + ctx.add_term)[:ACC_BITS].as_signed())
     # Batch-norm (phase 15): the accumulator holds alu · bn_mul (the low ACC_BITS + 15 bits
-    # are exact; as in the parallel pipeline, no higher bit reaches v).
-    bn_prod = acc[:ACC_BITS + 15]
+    # are exact; as in the parallel pipeline, no higher bit reaches v). It is shifted right by
+    # bn_shift (0..15) a bit a cycle over the next period (a barrel shifter costs three times
+    # the logic cells), and v is latched at the next phase 15 (``meta_v`` waits with it).
+    bn_t = Signal(ACC_BITS + 15)            # alu · bn_mul >> (bits shifted so far)
+    bn_left = Signal(4)                     # bits still to shift
     with mp.If(at[T - 1]):
-        mp.d.sync += v.eq(((bn_prod >> ctx.bn_shift[0]) + ctx.bn_add[0])[:ACC_BITS].as_signed())
-    # Activation (phase 9): the accumulator holds dv · y_mul.
+        mp.d.sync += [bn_t.eq(acc[:ACC_BITS + 15]), bn_left.eq(ctx.bn_shift[0])]
+    with mp.Elif(bn_left != 0):
+        mp.d.sync += [bn_t.eq(bn_t[1:]), bn_left.eq(bn_left - 1)]
+    with mp.If(at[T - 1]):
+        mp.d.sync += v.eq((bn_t[:ACC_BITS] + ctx.bn_add[0])[:ACC_BITS].as_signed())
+    # Activation (phase 9): the accumulator holds dv · y_mul, rounded over the next period
+    # (``meta_r`` holds its meta); the byte leaves at the next phase 9.
+    u = serial_round_clamp(mp, acc, sh_a, bias_a, at[9])
     with mp.If(at[9]):
-        mp.d.sync += [u.eq(round_clamp(mp, acc, sh_a, bias_a, "serial")),
-                      meta_u.eq(meta_a)]
+        mp.d.sync += meta_r.eq(meta_a)
+    meta_u = Signal(Meta, name="serial_meta_u")
+    mp.d.comb += [meta_u.eq(meta_r), meta_u.kind.valid.eq(meta_r.kind.valid & at[9])]
 
     # Search. Row r (1..15) is read at phase (r + 14) mod 16 and compared a phase later; the
     # value row of the segment found is read at phase 14 and latched at 15, where the
@@ -562,7 +663,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     diff = Signal(signed(ACC_BITS + 1))
     m.d.comb += diff.eq(v - x_start)
     above = Signal()
-    m.d.comb += above.eq(~at[T - 1] & (diff > 0))
+    m.d.comb += above.eq(~at[T - 1] & ~diff[-1] & diff.any())    # diff > 0, no carry chain
     last_idx = Signal(4)
     m.d.comb += last_idx.eq(Mux(above, row, idx))
     m.d.comb += rd.addr.eq(Mux(at[T - 2], Cat(last_idx, Const(1, 1)), (phase + 2)[:4]))
@@ -575,7 +676,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
 
     idle = Signal()
     m.d.comb += idle.eq(~posting & ~Cat(meta.kind.valid for meta in
-                                        (meta_x, meta_b, meta_s, meta_a, meta_u)).any())
+                                        (meta_x, meta_v, meta_s, meta_a, meta_r)).any())
     return meta_u, [u], idle
 
 
@@ -714,11 +815,18 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
                       new_mask[q].bit_select(pos, 1).eq(o_lanes[q])]
     flush = Signal()
     mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | (o_ox == OW - 1)))
+    # With one lane the bank writes the coalescer's word in place (the coalescer waits while
+    # the bank is busy) rather than a copy of it: 8·B flip-flops fewer. With more, the bank
+    # takes copies, and the coalescer goes on while it writes them one by one.
+    in_place = Q == 1
     with mp.If(o_valid):
+        if in_place:
+            mp.d.sync += c_data[0].eq(new_data[0])
         with mp.If(flush):
             mp.d.sync += [c_mask[q].eq(0) for q in range(Q)]
         with mp.Else():
-            mp.d.sync += [c_data[q].eq(new_data[q]) for q in range(Q)]
+            if not in_place:
+                mp.d.sync += [c_data[q].eq(new_data[q]) for q in range(Q)]
             mp.d.sync += [c_mask[q].eq(new_mask[q]) for q in range(Q)]
 
     # Channel lines of the group's lanes: dst + (oc >> out_shift) · wb_channel_switch_addr
@@ -756,13 +864,14 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
     bank_g = Signal(range(NG))
     bank_row_line = Signal(line_shape)
     bank_word = Signal(range(WMAX // B + 2))
-    bank_data = Array(Signal(8 * B, name=f"bank_data_{q}") for q in range(Q))
+    bank_data = Array(c_data if in_place else
+                      [Signal(8 * B, name=f"bank_data_{q}") for q in range(Q)])
     bank_mask = Array(Signal(B, name=f"bank_mask_{q}") for q in range(Q))
     bank_last = Signal()
     bank_go = Signal()                  # the bank writes a word this cycle
     m.d.comb += [bank_go.eq(bank_busy & ~ctx.port_taken & ~walking),
                  bank_last.eq(bank_go & (bank_q == Q - 1)),
-                 stall.eq(flush & bank_busy & ~bank_last)]
+                 stall.eq((o_valid if in_place else flush) & bank_busy & ~bank_last)]
     with m.If(bank_go):
         m.d.sync += bank_q.eq(bank_q + 1)
         with m.If(bank_last):
@@ -771,7 +880,8 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         m.d.sync += [bank_busy.eq(1), bank_q.eq(0), bank_g.eq(o_g),
                      bank_row_line.eq(next_row_line), row_line.eq(next_row_line),
                      row_oy.eq(o_oy), bank_word.eq(o_ox >> log_b)]
-        m.d.sync += [bank_data[q].eq(new_data[q]) for q in range(Q)]
+        if not in_place:
+            m.d.sync += [bank_data[q].eq(new_data[q]) for q in range(Q)]
         m.d.sync += [bank_mask[q].eq(new_mask[q]) for q in range(Q)]
     with m.If(ctx.run_start):
         m.d.sync += [row_oy.eq(0), row_line.eq(0)]
