@@ -326,14 +326,16 @@ class KpuEngine(wiring.Component):
                 data.ArrayLayout(8, TAPS), P),
             depth=E, granularity=1, platform=self._platform)
         coef_wr, coef_rd = coef.wr, coef.rd[0]
-        # Read ports: 0 for the accumulation (read-modify-write, which forwards the word it
-        # writes when the next column reads it back: see below), 1 for the post stage, which
-        # reads only rows whose accumulation is done.
+        # Read ports: 0 for the accumulation, 1 for the post stage, which reads only rows whose
+        # accumulation is done. A column reads its accumulators (S3) while the one before
+        # writes (S4); they are the same words on a one-column map, when a 3×3 group's flush
+        # emits the last entry's window right after the one before it: port 0 is transparent.
         m.submodules.acc = acc = BlockRam(
             shape=data.ArrayLayout(self.acc_bits, P), depth=ACC_ROWS * WMAX, read_ports=2,
-            platform=self._platform)
+            transparent=(0,), platform=self._platform)
         m.submodules.xsum = xsum = BlockRam(shape=self.x_sum_bits, depth=ACC_ROWS * WMAX,
-                                            read_ports=2, platform=self._platform)
+                                            read_ports=2, transparent=(0,),
+                                            platform=self._platform)
         acc_wr, acc_rd, acc_post = acc.wr, acc.rd[0], acc.rd[1]
         xsum_wr, xsum_rd, xsum_post = xsum.wr, xsum.rd[0], xsum.rd[1]
 
@@ -762,20 +764,9 @@ class KpuEngine(wiring.Component):
                      xsum_rd.addr.eq(acc_addr(s3_meta.slot, s3_meta.x)),
                      acc_wr.addr.eq(acc_addr(s4_meta.slot, s4_meta.x)),
                      xsum_wr.addr.eq(acc_addr(s4_meta.slot, s4_meta.x))]
-        # A column reads its accumulators (S3) while the one before writes (S4). They are the
-        # same words only on a one-column map, when a 3×3 group's flush emits the last entry's
-        # window right after the one before it: the block RAM's read is then undefined, and
-        # the word just written is forwarded instead.
-        forward = Signal()
-        acc_written = Signal.like(acc_wr.data)
-        xsum_written = Signal.like(xsum_wr.data)
-        m.d.sync += [forward.eq(acc_wr.en & (acc_wr.addr == acc_rd.addr)),
-                     acc_written.eq(acc_wr.data), xsum_written.eq(xsum_wr.data)]
-        xsum_old = Mux(forward, xsum_written, xsum_rd.data)
         for j in range(P):
-            acc_old = Mux(forward, acc_written[j], acc_rd.data[j])
-            m.d.comb += acc_wr.data[j].eq(Mux(s4_meta.first_e, 0, acc_old) + mac.sums[j])
-        m.d.comb += [xsum_wr.data.eq(Mux(s4_meta.first_e, 0, xsum_old) + mac.x_sum),
+            m.d.comb += acc_wr.data[j].eq(Mux(s4_meta.first_e, 0, acc_rd.data[j]) + mac.sums[j])
+        m.d.comb += [xsum_wr.data.eq(Mux(s4_meta.first_e, 0, xsum_rd.data) + mac.x_sum),
                      acc_wr.en.eq(s4_valid), xsum_wr.en.eq(s4_valid)]
         with m.If(s4_valid & s4_meta.last_e & s4_meta.last_x):
             m.d.sync += rows_done.eq(rows_done + 1)
