@@ -493,7 +493,7 @@ class KpuEngine(wiring.Component):
         xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]     # the emitter's rows
         FillMeta = data.StructLayout({
             "y": 10, "slot": range(ACC_ROWS), "e": 11, "k": n_blocks.shape(),
-            "ncols": range(B + 1), "group_last": 1,
+            "ncols": range(B + 1), "last_e": 1, "last_block": 1, "group_last": 1,
         })
         fill_meta = Signal(FillMeta)
         rows_done = Signal(11)
@@ -576,7 +576,9 @@ class KpuEngine(wiring.Component):
         row_ok = Signal()
         last_row = Signal()                 # fy is the map's last row
         last_block = Signal()               # fk is the row's last block
-        m.d.comb += [last_row.eq(fy == H - 1), last_block.eq(fk == n_blocks - 1)]
+        last_entry = Signal()               # fe is the last entry
+        m.d.comb += [last_row.eq(fy == H - 1), last_block.eq(fk == n_blocks - 1),
+                     last_entry.eq(fe == n_entries - 1)]
         with m.If(k3):
             # A 3×3 block requests input row fy (fr = 1, first output row only) or fy + 1
             # (fr = 2): only the latter can be past the map (the pad row H).
@@ -600,14 +602,14 @@ class KpuEngine(wiring.Component):
                     fill_meta.k.eq(fk),
                     # The row's last block holds the columns left: (W − 1) mod B + 1.
                     fill_meta.ncols.eq(Mux(last_block, (W - 1)[:log_b] + 1, B)),
-                    fill_meta.group_last.eq(last_row & (fe == n_entries - 1)
-                                            & last_block),
+                    fill_meta.last_e.eq(last_entry), fill_meta.last_block.eq(last_block),
+                    fill_meta.group_last.eq(last_row & last_entry & last_block),
                 ]
             with m.If(fr == rows - 1):
                 m.d.sync += [fr.eq(fr_first), fb.eq(fb + 1)]
                 with m.If(last_block):
                     m.d.sync += fk.eq(0)
-                    with m.If(fe == n_entries - 1):
+                    with m.If(last_entry):
                         m.d.sync += [fe.eq(0), fb.eq(0), e_chan.eq(g_chan), c_chan.eq(g_chan)]
                         with m.If(last_row):
                             m.d.sync += feeding.eq(0)
@@ -700,8 +702,8 @@ class KpuEngine(wiring.Component):
         m.d.sync += [s1_col[r].eq(Mux(k3 & (r >= 3), 0, xbuf[r][:8])) for r in range(R_MAX)]
         m.d.sync += [s1_meta.x.eq(x_pos), s1_meta.slot.eq(x_meta.slot), s1_meta.e.eq(x_meta.e),
                      s1_meta.first_e.eq(x_meta.e == 0),
-                     s1_meta.last_e.eq(x_meta.e == n_entries - 1),
-                     s1_meta.last_x.eq(x_pos == W - 1)]
+                     s1_meta.last_e.eq(x_meta.last_e),
+                     s1_meta.last_x.eq(x_meta.last_block & (cx == x_meta.ncols - 1))]
 
         # ---- window stage (S1 → S2) --------------------------------------------------------
         s2_valid = Signal()
