@@ -93,6 +93,8 @@ class _ShiftAdd:
                           name=f"{name}_acc")
         self.low = Signal(steps, name=f"{name}_low")
         self._multiplier = Signal(steps, name=f"{name}_multiplier")
+        #: The bit the current step shifts out: bit ``k`` of the result at the step for ``k``.
+        self.emitted = Signal(name=f"{name}_emitted")
         m.d.comb += self._multiplier.eq(multiplier)
 
     def clear(self):
@@ -112,6 +114,7 @@ class _ShiftAdd:
             addend, take = self._multiplicand, bit & ~first
         chosen = Signal(shape, name=f"{self._name}_sum")
         self._m.d.comb += chosen.eq(Mux(take, self.acc + addend, self.acc))
+        self._m.d.comb += self.emitted.eq(chosen[0])
         self._m.d.sync += [self.acc.eq(chosen[1:]), self.low.eq(Cat(self.low[1:], chosen[0]))]
 
     @property
@@ -278,22 +281,32 @@ class DescriptorCheck(wiring.Component):
                 with m.If(k == CHECK_STEPS - 1):
                     m.d.sync += [running.eq(0), finishing.eq(1)]
 
+        # Equalities of results and descriptor fields, bit-serially as the steps shift each
+        # result's low bits out (no register of them); the upper bits, left in acc, at the end.
+        def equals(name, field):
+            low_eq = Signal(name=f"chk_{name}_low_eq")
+            with m.If(self.start):
+                m.d.sync += low_eq.eq(1)
+            with m.Elif(running & ~first):
+                m.d.sync += low_eq.eq(low_eq & (mul[name].emitted == field.bit_select(k, 1)))
+            return low_eq & (field[CHECK_STEPS:] == mul[name].acc)
+
         # ---- comparisons (the cycle after the last step), first failure wins ---------------
         unsupported = (d.first_stride | d.bypass_conv | d.pad_type | d.ram_flag | d.full_add
                        | (d.coef_column_offset != 0) | (d.coef_row_offset != 0)
                        | (d.coef_size != 0) | ~d.load_para | ~d.load_coor | ~d.load_act)
         # channel_byte_num = OW·OH makes channel_byte_num · O the real dma_total_byte check.
         layout_ok = ((d.i_row_wid[6:] != 15) & (d.o_row_wid[6:] != 15)   # < 16 lines a row
-                     & (d.row_switch_addr == row_len_in) & (d.channel_switch_addr == p["chsw"])
+                     & (d.row_switch_addr == row_len_in) & equals("chsw", d.channel_switch_addr)
                      & (d.coef_group == groups_in)
                      & (d.wb_row_switch_addr == row_len_out)
-                     & (d.wb_channel_switch_addr == p["wbchsw"])
+                     & equals("wbchsw", d.wb_channel_switch_addr)
                      & (d.wb_group == groups_out)
-                     & (d.channel_byte_num == p["plane"])
-                     & (d.dma_total_byte == p["total"]))
+                     & equals("plane", d.channel_byte_num)
+                     & equals("total", d.dma_total_byte))
         # PL ≤ O as well: implied when LT > 1 (PL ≤ (LT − 1)·PL < O); when LT = 1 the loads
         # check gives O ≤ PL, so that PL ≤ O ⇔ PL = O.
-        loads_ok = ((d.para_size == p["para"])
+        loads_ok = (equals("para", d.para_size)
                     & ~p["loads"][10:].any() & (p["loads"][:10] + PL)[10:].any()
                     & ((d.load_time != 0) | (d.o_ch_num_coef == d.o_ch_num)))
         src_bad = _gt_const(p["src_end"], self._ram_lines)
