@@ -70,14 +70,17 @@ class _ShiftAdd:
     """``init + multiplicand × multiplier`` for unsigned ``init``, in ``steps + 1`` steps.
 
     A first step adds ``init``; each later one adds the multiplicand (when the multiplier's bit
-    is 1) to the upper part ``acc``. Every step shifts the sum right by one, its low bit into
-    ``low`` (the first step's 0 falls out at the end). After the last step ``Cat(low, acc)`` is
-    the result. ``acc`` never exceeds the larger of ``init`` and the multiplicand, so it has
-    their width. Folding ``init`` into the first step's addend costs no adder of its own.
-    Operands must hold still from the first step to the last.
+    is 1) to the upper part ``acc``. Every step shifts the sum right by one: the step for
+    multiplier bit ``k`` shifts out bit ``k`` of the result (``emitted``), the first step a 0.
+    With ``keep_low`` the bits shifted out go into ``low`` (the first step's 0 falls out at the
+    end) and after the last step ``product`` = ``Cat(low, acc)`` is the result; without it the
+    caller uses ``emitted`` as it goes by, and ``acc`` holds the result's upper bits. ``acc``
+    never exceeds the larger of ``init`` and the multiplicand, so it has their width. Folding
+    ``init`` into the first step's addend costs no adder of its own. Operands must hold still
+    from the first step to the last.
     """
 
-    def __init__(self, m, name, multiplicand, multiplier, steps, init=None):
+    def __init__(self, m, name, multiplicand, multiplier, steps, init=None, keep_low=True):
         if len(multiplier) > steps:
             raise ValueError(f"{name}: a {len(multiplier)}-bit multiplier needs more than "
                              f"{steps} steps")
@@ -91,9 +94,8 @@ class _ShiftAdd:
         width = max(len(multiplicand), len(self._init))
         self.acc = Signal(signed(width) if multiplicand.shape().signed else unsigned(width),
                           name=f"{name}_acc")
-        self.low = Signal(steps, name=f"{name}_low")
+        self.low = Signal(steps, name=f"{name}_low") if keep_low else None
         self._multiplier = Signal(steps, name=f"{name}_multiplier")
-        #: The bit the current step shifts out: bit ``k`` of the result at the step for ``k``.
         self.emitted = Signal(name=f"{name}_emitted")
         m.d.comb += self._multiplier.eq(multiplier)
 
@@ -115,10 +117,14 @@ class _ShiftAdd:
         chosen = Signal(shape, name=f"{self._name}_sum")
         self._m.d.comb += chosen.eq(Mux(take, self.acc + addend, self.acc))
         self._m.d.comb += self.emitted.eq(chosen[0])
-        self._m.d.sync += [self.acc.eq(chosen[1:]), self.low.eq(Cat(self.low[1:], chosen[0]))]
+        self._m.d.sync += self.acc.eq(chosen[1:])
+        if self.low is not None:
+            self._m.d.sync += self.low.eq(Cat(self.low[1:], chosen[0]))
 
     @property
     def product(self):
+        if self.low is None:
+            raise ValueError(f"{self._name}: no product without keep_low")
         value = Cat(self.low, self.acc)
         return value.as_signed() if self.acc.shape().signed else value
 
@@ -256,9 +262,12 @@ class DescriptorCheck(wiring.Component):
             "weights_end": (per_oc, OC, d.para_start_addr[:weight_bits]),
             "add_term": (d.arg_add, g_ic, None),
         }
-        mul = {name: _ShiftAdd(m, f"chk_{name}", a, b, CHECK_STEPS, init)
+        # Results compared bit-serially (below) need no register of their low bits.
+        serial = {"chsw", "wbchsw", "plane", "total", "para"}
+        mul = {name: _ShiftAdd(m, f"chk_{name}", a, b, CHECK_STEPS, init,
+                               keep_low=name not in serial)
                for name, (a, b, init) in products.items()}
-        p = {name: unit.product for name, unit in mul.items()}
+        p = {name: unit.product for name, unit in mul.items() if name not in serial}
         m.d.comb += self.add_term.eq(p["add_term"])
 
         # The cycle of start, a first step (the descriptor is valid from the cycle after
