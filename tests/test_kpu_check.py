@@ -234,6 +234,28 @@ def test_check_ranges_at_memory_ends(kernel_size, channels, width, height):
         [GatewareReason.WEIGHT_RANGE] * 3
 
 
+@pytest.mark.parametrize("kernel_size,channels,width,height", [(3, 5, 20, 20), (1, 40, 8, 9)])
+def test_check_overlap_at_its_bounds(kernel_size, channels, width, height):
+    """Input and output maps side by side, and overlapping by one line, each first, where the
+    ends cross bit 10 of the line numbers and at the end of the RAM (an off-by-one in a
+    bit-serial comparison fails here)."""
+    lines = RAM_BYTES // 64
+    d = make_layer(in_channels=channels, out_channels=channels + 1, width=width, height=height,
+                   kernel_size=kernel_size, src_addr=0, dst_addr=0, weights_addr=0,
+                   bn_addr=4096, act_addr=8192)
+    n_in, n_out = d.input_lines, d.output_lines
+    cases = []
+    for base in (0, 1024 - n_in, 1024 - n_out, 1023, lines - n_in - n_out):
+        for touch in (0, 1):                           # side by side, one line shared
+            cases += [d.replace(image_src_addr=base, image_dst_addr=base + n_in - touch),
+                      d.replace(image_dst_addr=base, image_src_addr=base + n_out - touch)]
+    cases = [case for case in cases if max(case.image_src_addr, case.image_dst_addr) < lines]
+    results = run_checks([(case, 1) for case in cases])
+    got = [GatewareReason(reason) for reason, _, _ in results]
+    assert got == [expected_reason(case) for case in cases]
+    assert got.count(GatewareReason.OVERLAP) == len(got) // 2
+
+
 def _run_terms(lanes, sum_bits, groups):
     """Each group: (arg_w, shr_w, sums) loaded lane by lane, the last with ``start``."""
     dut = WeightTerms(lanes=lanes, sum_bits=sum_bits)

@@ -48,15 +48,26 @@ def config_limited(d, *, max_width, max_entries, eight_bit_mode=1):
     return d.i_row_wid > max_width or entries > max_entries or not eight_bit_mode
 
 
-def _gt_const(x, limit):
+def _gt_const(x, limit, low_gt=Const(0)):
     """``x > limit`` for an unsigned value and a constant, as plain logic: Yosys would build a
-    carry chain of ``len(x)`` cells for ``x > limit``, which ABC cannot shrink."""
-    if limit >= (1 << len(x)) - 1:
+    carry chain of ``len(x)`` cells for ``x > limit``, which ABC cannot shrink. With ``low_gt``,
+    ``x`` and ``limit`` are the upper parts of longer values whose lower parts compare
+    ``low_gt`` (lower part of ``x`` > that of the limit)."""
+    if limit > (1 << len(x)) - 1:
         return Const(0)
-    gt = Const(0)                       # x[:i] > limit[:i], from the least significant bit up
+    gt = low_gt                         # x[:i] > limit[:i], from the least significant bit up
     for i in range(len(x)):
         gt = (x[i] & gt) if (limit >> i) & 1 else (x[i] | gt)
     return gt
+
+
+def _lt(a, b, low_lt):
+    """``a < b`` for unsigned values of one width, the upper parts of longer values whose lower
+    parts compare ``low_lt``, from the least significant bit up (a bit that differs decides)."""
+    lt = low_lt
+    for i in range(len(a)):
+        lt = Mux(a[i] ^ b[i], b[i], lt)
+    return lt
 
 
 def _sum_exceeds(a, b, limit):
@@ -262,13 +273,12 @@ class DescriptorCheck(wiring.Component):
             "weights_end": (per_oc, OC, d.para_start_addr[:weight_bits]),
             "add_term": (d.arg_add, g_ic, None),
         }
-        # Results compared bit-serially (below) need no register of their low bits.
-        serial = {"chsw", "wbchsw", "plane", "total", "para"}
+        # The check's results are compared bit-serially (below) and need no register of their
+        # low bits; add_term is an output.
         mul = {name: _ShiftAdd(m, f"chk_{name}", a, b, CHECK_STEPS, init,
-                               keep_low=name not in serial)
+                               keep_low=name == "add_term")
                for name, (a, b, init) in products.items()}
-        p = {name: unit.product for name, unit in mul.items() if name not in serial}
-        m.d.comb += self.add_term.eq(p["add_term"])
+        m.d.comb += self.add_term.eq(mul["add_term"].product)
 
         # The cycle of start, a first step (the descriptor is valid from the cycle after
         # start), CHECK_STEPS steps, the comparisons.
@@ -290,15 +300,42 @@ class DescriptorCheck(wiring.Component):
                 with m.If(k == CHECK_STEPS - 1):
                     m.d.sync += [running.eq(0), finishing.eq(1)]
 
-        # Equalities of results and descriptor fields, bit-serially as the steps shift each
-        # result's low bits out (no register of them); the upper bits, left in acc, at the end.
-        def equals(name, field):
-            low_eq = Signal(name=f"chk_{name}_low_eq")
+        # Comparisons of results, bit-serially as the steps shift each result's low bits out
+        # (bit k at the step for multiplier bit k, least significant first) into one flag each;
+        # the upper bits, left in acc, at the end. A bit of a field or constant at k is a mux
+        # or a LUT of k.
+        def serial_flag(name, initial, update):
+            flag = Signal(name=f"chk_{name}")
             with m.If(self.start):
-                m.d.sync += low_eq.eq(1)
+                m.d.sync += flag.eq(initial)
             with m.Elif(running & ~first):
-                m.d.sync += low_eq.eq(low_eq & (mul[name].emitted == field.bit_select(k, 1)))
+                m.d.sync += flag.eq(update(flag))
+            return flag
+
+        def low_bit(value):
+            """Bit k of a constant or signal (0 beyond its width)."""
+            if isinstance(value, int):
+                return Const(value % (1 << CHECK_STEPS), CHECK_STEPS).bit_select(k, 1)
+            return value[:CHECK_STEPS].bit_select(k, 1)
+
+        def equals(name, field):                            # result = field
+            bit = mul[name].emitted
+            low_eq = serial_flag(f"{name}_low_eq", 1, lambda eq: eq & (bit == low_bit(field)))
             return low_eq & (field[CHECK_STEPS:] == mul[name].acc)
+
+        def exceeds(name, limit):                           # result > limit (a constant)
+            bit, low_limit = mul[name].emitted, low_bit(limit)
+            low_gt = serial_flag(f"{name}_low_gt", 0,
+                                 lambda gt: Mux(low_limit, bit & gt, bit | gt))
+            return _gt_const(mul[name].acc, limit >> CHECK_STEPS, low_gt)
+
+        def above(field, name, bits):                       # field[:bits] < result[:bits]
+            bit, other = mul[name].emitted, low_bit(field[:bits])
+            in_bits = low_bit((1 << bits) - 1)
+            low_lt = serial_flag(f"{name}_low_above", 0,
+                                 lambda lt: Mux(in_bits & (other ^ bit), bit, lt))
+            upper = max(bits - CHECK_STEPS, 0)
+            return _lt(field[CHECK_STEPS:CHECK_STEPS + upper], mul[name].acc[:upper], low_lt)
 
         # ---- comparisons (the cycle after the last step), first failure wins ---------------
         unsupported = (d.first_stride | d.bypass_conv | d.pad_type | d.ram_flag | d.full_add
@@ -315,18 +352,27 @@ class DescriptorCheck(wiring.Component):
                      & equals("total", d.dma_total_byte))
         # PL ≤ O as well: implied when LT > 1 (PL ≤ (LT − 1)·PL < O); when LT = 1 the loads
         # check gives O ≤ PL, so that PL ≤ O ⇔ PL = O.
+        # The loads result L is below 2^n and L + PL reaches 2^n (n: o_ch_num's bits): the carry
+        # of L + PL, bit-serially, then killed by any bit of L from n up (PL ≤ 2^n: its bit n
+        # alone reaches 2^n).
+        n = len(d.o_ch_num)
+        loads_bit, pl_bit, in_n = mul["loads"].emitted, low_bit(PL), low_bit((1 << n) - 1)
+        loads_carry = serial_flag(
+            "loads_carry", 0,
+            lambda c: Mux(in_n, (loads_bit & pl_bit) | (c & (loads_bit | pl_bit)),
+                          ~loads_bit & (c | pl_bit)))
         loads_ok = (equals("para", d.para_size)
-                    & ~p["loads"][10:].any() & (p["loads"][:10] + PL)[10:].any()
+                    & loads_carry & ~mul["loads"].acc.any()
                     & ((d.load_time != 0) | (d.o_ch_num_coef == d.o_ch_num)))
-        src_bad = _gt_const(p["src_end"], self._ram_lines)
-        dst_bad = _gt_const(p["dst_end"], self._ram_lines)
+        src_bad = exceeds("src_end", self._ram_lines)
+        dst_bad = exceeds("dst_end", self._ram_lines)
         # Reached only when both maps end inside the RAM: the low bits of the lines do.
-        overlap = ((d.image_src_addr[:ram_bits] < p["dst_end"][:ram_bits])
-                   & (d.image_dst_addr[:ram_bits] < p["src_end"][:ram_bits]))
+        overlap = (above(d.image_src_addr, "dst_end", ram_bits)
+                   & above(d.image_dst_addr, "src_end", ram_bits))
         # bwsx_base_addr + 8·O > size  ⇔  bwsx_base_addr // 8 + O − 1 ≥ size // 8 when
         # bwsx_base_addr is a multiple of 8 (else it is out of range anyway).
         weights_bad = ((d.para_start_addr[weight_bits:] != 0)
-                       | _gt_const(p["weights_end"], self._weight_bytes)
+                       | exceeds("weights_end", self._weight_bytes)
                        | _sum_exceeds(d.bwsx_base_addr[3:], d.o_ch_num,
                                       self._weight_bytes // BN_ENTRY_BYTES - 1)
                        # active_addr + 144 > size  ⇔  active_addr > size − 144
