@@ -77,6 +77,14 @@ def _sum_exceeds(a, b, limit):
     return Cat(a[n:], b[n:]).any() | _gt_const(a[:n] + b[:n], limit)
 
 
+class _MinusOne:
+    """A :class:`_ShiftAdd` multiplier given as its value − 1 (a descriptor field as it is): the
+    steps add the 1 bit-serially (a carry flag) instead of an incrementer."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 class _ShiftAdd:
     """``init + multiplicand × multiplier`` for unsigned ``init``, in ``steps + 1`` steps.
 
@@ -88,13 +96,16 @@ class _ShiftAdd:
     caller uses ``emitted`` as it goes by, and ``acc`` holds the result's upper bits. ``acc``
     never exceeds the larger of ``init`` and the multiplicand, so it has their width. Folding
     ``init`` into the first step's addend costs no adder of its own. Operands must hold still
-    from the first step to the last.
+    from the first step to the last. ``multiplier_bit`` is the multiplier's bit at the step.
     """
 
     def __init__(self, m, name, multiplicand, multiplier, steps, init=None, keep_low=True):
-        if len(multiplier) > steps:
-            raise ValueError(f"{name}: a {len(multiplier)}-bit multiplier needs more than "
-                             f"{steps} steps")
+        minus_one = isinstance(multiplier, _MinusOne)
+        if minus_one:
+            multiplier = multiplier.value
+        if len(multiplier) + minus_one > steps:
+            raise ValueError(f"{name}: a {len(multiplier) + minus_one}-bit multiplier needs more "
+                             f"than {steps} steps")
         if init is not None and multiplicand.shape().signed:
             raise ValueError(f"{name}: init needs an unsigned multiplicand")
         self._name = name
@@ -107,6 +118,9 @@ class _ShiftAdd:
                           name=f"{name}_acc")
         self.low = Signal(steps, name=f"{name}_low") if keep_low else None
         self._multiplier = Signal(steps, name=f"{name}_multiplier")
+        # With a multiplier m − 1: m's bit k is (m − 1)'s bit k plus the carry of the bits below.
+        self._carry = Signal(name=f"{name}_carry") if minus_one else None
+        self.multiplier_bit = Signal(name=f"{name}_multiplier_bit")
         self.emitted = Signal(name=f"{name}_emitted")
         m.d.comb += self._multiplier.eq(multiplier)
 
@@ -117,7 +131,14 @@ class _ShiftAdd:
         """The first step (``first``, a signal) or the one for multiplier bit ``k``."""
         width = len(self.acc)
         shape = signed(width + 1) if self.acc.shape().signed else unsigned(width + 1)
-        bit = self._multiplier.bit_select(k, 1)
+        bit = self.multiplier_bit
+        given = self._multiplier.bit_select(k, 1)
+        if self._carry is None:
+            self._m.d.comb += bit.eq(given)
+        else:
+            # The first step sets the carry in (the + 1), each later one the carry out.
+            self._m.d.comb += bit.eq(given ^ self._carry)
+            self._m.d.sync += self._carry.eq(first | (self._carry & given))
         # acc + Mux(bit, multiplicand, 0) as Mux(bit, acc + multiplicand, acc): each bit's
         # choice then shares the adder's LUT (its inputs: acc, multiplicand, carry and bit).
         if self._has_init:
@@ -211,11 +232,11 @@ class DescriptorCheck(wiring.Component):
 
         # Sizes and derived counts: real values (descriptor fields hold value − 1). Where a
         # field's value − 1 serves as well, it is used as it is: each + 1 is an adder.
-        C, OC, PL = Signal(11), Signal(11), Signal(11)  # channels in, out, out per load
+        C, OC = Signal(11), Signal(11)      # channels in, out
         W, OW, H, OH = Signal(11), Signal(11), Signal(10), Signal(10)
         k3, dw = Signal(), Signal()
         m.d.comb += [
-            C.eq(d.i_ch_num + 1), OC.eq(d.o_ch_num + 1), PL.eq(d.o_ch_num_coef + 1),
+            C.eq(d.i_ch_num + 1), OC.eq(d.o_ch_num + 1),
             W.eq(d.i_row_wid + 1), OW.eq(d.o_row_wid + 1),
             H.eq(d.i_col_high + 1), OH.eq(d.o_col_high + 1),
             k3.eq(d.kernel_type == 1), dw.eq(d.depth_wise_layer),
@@ -244,11 +265,14 @@ class DescriptorCheck(wiring.Component):
             m.d.comb += [row_len.eq(width_m1[6:] + 1),
                          shift.eq(Mux(width_m1[4:] == 0, 2, Mux(width_m1[5:] == 0, 1, 0))),
                          groups.eq(1 << shift)]
-        in_blocks, out_blocks = Signal(11), Signal(11)  # channel blocks of the maps
-        m.d.comb += [in_blocks.eq((C + groups_in - 1) >> group_shift_in),
-                     out_blocks.eq((OC + groups_out - 1) >> group_shift_out)]
+        # Channel blocks of the maps − 1: ⌈C / groups⌉ − 1 = (C − 1) >> log2(groups).
+        in_blocks_m1, out_blocks_m1 = Signal(10), Signal(10)
+        m.d.comb += [in_blocks_m1.eq(d.i_ch_num >> group_shift_in),
+                     out_blocks_m1.eq(d.o_ch_num >> group_shift_out)]
+        PL = _MinusOne(d.o_ch_num_coef)     # output channels a load
 
         # ---- products, in lockstep: (multiplicand, multiplier, init) ------------------------
+        # (a multiplier that is a field + 1 is given as _MinusOne(field))
         ram_bits = self._ram_lines.bit_length()
         weight_bits = self._weight_bytes.bit_length()
         products = {
@@ -262,12 +286,12 @@ class DescriptorCheck(wiring.Component):
             # load_time = ⌈O / PL⌉  ⇔  (LT − 1)·PL ≤ O − 1 < LT·PL. With ~(O − 1) = 1023 − (O − 1)
             # added, (LT − 1)·PL ≤ O − 1 ⇔ the result is below 1024, and then O − 1 < LT·PL ⇔
             # the result + PL reaches 1024.
-            "loads": (PL, d.load_time, ~d.o_ch_num),
+            "loads": (d.load_time, PL, ~d.o_ch_num),
             # the map's end line (the channel_switch_addr fields are the layout's lines a block
             # once LAYOUT has passed, so their top bits are 0 and the products exact)
-            "src_end": (d.channel_switch_addr[:BLOCK_LINE_BITS], in_blocks,
+            "src_end": (d.channel_switch_addr[:BLOCK_LINE_BITS], _MinusOne(in_blocks_m1),
                         d.image_src_addr),
-            "dst_end": (d.wb_channel_switch_addr[:BLOCK_LINE_BITS], out_blocks,
+            "dst_end": (d.wb_channel_switch_addr[:BLOCK_LINE_BITS], _MinusOne(out_blocks_m1),
                         d.image_dst_addr),
             # the end of the layer's weights, as far as the memory's bits go
             "weights_end": (per_oc, OC, d.para_start_addr[:weight_bits]),
@@ -356,7 +380,8 @@ class DescriptorCheck(wiring.Component):
         # of L + PL, bit-serially, then killed by any bit of L from n up (PL ≤ 2^n: its bit n
         # alone reaches 2^n).
         n = len(d.o_ch_num)
-        loads_bit, pl_bit, in_n = mul["loads"].emitted, low_bit(PL), low_bit((1 << n) - 1)
+        loads_bit, pl_bit = mul["loads"].emitted, mul["loads"].multiplier_bit
+        in_n = low_bit((1 << n) - 1)
         loads_carry = serial_flag(
             "loads_carry", 0,
             lambda c: Mux(in_n, (loads_bit & pl_bit) | (c & (loads_bit | pl_bit)),
