@@ -10,7 +10,9 @@ bit first): a product of an ``n``-bit multiplicand costs one ``n + 1``-bit adder
 register, whatever the multiplier's width; the latency is the widest multiplier's bits.
 On iCE40 each step's choice between ``acc`` and ``acc + multiplicand`` shares the adder's LUT,
 and comparisons with constants are written as plain logic (Yosys turns ``x > c`` into a carry
-chain that ABC cannot shrink).
+chain that ABC cannot shrink). The check keeps no product's low bits: it compares each bit as
+a step shifts it out, into one flag a comparison, and a multiplier that is a field + 1 gets
+its 1 bit-serially too (no incrementer).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -167,8 +169,10 @@ class DescriptorCheck(wiring.Component):
     The nine products the checks need (layout sizes, weight loads, map and weight ends, some
     with a descriptor field added) and ``arg_add · G`` are computed by as many shift-add
     datapaths in lockstep, one multiplier bit a cycle after a step that adds the initial
-    values; the comparisons follow in one more cycle. Every other value (widths, strides,
-    channel blocks) is a few gates from the descriptor.
+    values. Each step compares the product bit it shifts out (least significant first) into one
+    flag a comparison; the cycle after the last step combines the flags with the products'
+    upper bits. Every other value (widths, strides, channel blocks) is a few gates from the
+    descriptor.
 
     Parameters
     ----------
