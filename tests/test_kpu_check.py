@@ -256,6 +256,39 @@ def test_check_overlap_at_its_bounds(kernel_size, channels, width, height):
     assert got.count(GatewareReason.OVERLAP) == len(got) // 2
 
 
+def flip_bit(d, field, bit):
+    """``d`` with one bit of a field's word flipped."""
+    value = getattr(d, field.name)
+    if field.signed:
+        word = (value % (1 << field.width)) ^ (1 << bit)
+        return d.replace(**{field.name: word - ((word >> (field.width - 1)) << field.width)})
+    base = 1 if field.minus_one else 0
+    return d.replace(**{field.name: ((value - base) ^ (1 << bit)) + base})
+
+
+#: Fields the check compares with products or multiplies, bit by bit.
+PRODUCT_FIELDS = ["channel_switch_addr", "wb_channel_switch_addr", "channel_byte_num",
+                  "dma_total_byte", "para_size", "load_time", "o_ch_num_coef", "o_ch_num",
+                  "i_ch_num", "o_col_high", "image_src_addr", "image_dst_addr",
+                  "para_start_addr", "arg_add"]
+
+
+def test_check_single_bit_flips():
+    """Every bit of the fields the check compares bit-serially, flipped alone (a step that
+    compares a wrong bit, or none, fails here)."""
+    fields = [field for field in FIELDS if field.name in PRODUCT_FIELDS]
+    assert len(fields) == len(PRODUCT_FIELDS)
+    bases = [make_layer(**EDGE_LAYERS[6]),
+             make_layer(in_channels=1024, out_channels=300, width=4, height=5, kernel_size=1,
+                        src_addr=0, dst_addr=1300, weights_addr=0, bn_addr=0, act_addr=0)]
+    cases = [(flip_bit(d, field, bit), 1)
+             for d in bases for field in fields for bit in range(field.width)]
+    results = run_checks(cases)
+    for (d, _), (reason, add_term, _) in zip(cases, results):
+        assert (GatewareReason(reason), d) == (expected_reason(d), d)
+        assert add_term == d.arg_add * (1 if d.depth_wise_layer else d.i_ch_num)
+
+
 def _run_terms(lanes, sum_bits, groups):
     """Each group: (arg_w, shr_w, sums) loaded lane by lane, the last with ``start``."""
     dut = WeightTerms(lanes=lanes, sum_bits=sum_bits)

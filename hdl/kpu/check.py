@@ -357,11 +357,11 @@ class DescriptorCheck(wiring.Component):
                                  lambda gt: Mux(low_limit, bit & gt, bit | gt))
             return _gt_const(mul[name].acc, limit >> CHECK_STEPS, low_gt)
 
-        def above(field, name, bits):                       # field[:bits] < result[:bits]
-            bit, other = mul[name].emitted, low_bit(field[:bits])
-            in_bits = low_bit((1 << bits) - 1)
+        def above(field, name, bits):
+            """field < result, for values below 2^bits (at least CHECK_STEPS bits compared)."""
+            bit, other = mul[name].emitted, low_bit(field)
             low_lt = serial_flag(f"{name}_low_above", 0,
-                                 lambda lt: Mux(in_bits & (other ^ bit), bit, lt))
+                                 lambda lt: Mux(other ^ bit, bit, lt))
             upper = max(bits - CHECK_STEPS, 0)
             return _lt(field[CHECK_STEPS:CHECK_STEPS + upper], mul[name].acc[:upper], low_lt)
 
@@ -395,7 +395,7 @@ class DescriptorCheck(wiring.Component):
                     & ((d.load_time != 0) | (d.o_ch_num_coef == d.o_ch_num)))
         src_bad = exceeds("src_end", self._ram_lines)
         dst_bad = exceeds("dst_end", self._ram_lines)
-        # Reached only when both maps end inside the RAM: the low bits of the lines do.
+        # Reached only when both maps end inside the RAM: lines below 2^ram_bits.
         overlap = (above(d.image_src_addr, "dst_end", ram_bits)
                    & above(d.image_dst_addr, "src_end", ram_bits))
         # bwsx_base_addr + 8·O > size  ⇔  bwsx_base_addr // 8 + O − 1 ≥ size // 8 when
