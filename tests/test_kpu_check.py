@@ -234,6 +234,61 @@ def test_check_ranges_at_memory_ends(kernel_size, channels, width, height):
         [GatewareReason.WEIGHT_RANGE] * 3
 
 
+@pytest.mark.parametrize("kernel_size,channels,width,height", [(3, 5, 20, 20), (1, 40, 8, 9)])
+def test_check_overlap_at_its_bounds(kernel_size, channels, width, height):
+    """Input and output maps side by side, and overlapping by one line, each first, where the
+    ends cross bit 10 of the line numbers and at the end of the RAM (an off-by-one in a
+    bit-serial comparison fails here)."""
+    lines = RAM_BYTES // 64
+    d = make_layer(in_channels=channels, out_channels=channels + 1, width=width, height=height,
+                   kernel_size=kernel_size, src_addr=0, dst_addr=0, weights_addr=0,
+                   bn_addr=4096, act_addr=8192)
+    n_in, n_out = d.input_lines, d.output_lines
+    cases = []
+    for base in (0, 1024 - n_in, 1024 - n_out, 1023, lines - n_in - n_out):
+        for touch in (0, 1):                           # side by side, one line shared
+            cases += [d.replace(image_src_addr=base, image_dst_addr=base + n_in - touch),
+                      d.replace(image_dst_addr=base, image_src_addr=base + n_out - touch)]
+    cases = [case for case in cases if max(case.image_src_addr, case.image_dst_addr) < lines]
+    results = run_checks([(case, 1) for case in cases])
+    got = [GatewareReason(reason) for reason, _, _ in results]
+    assert got == [expected_reason(case) for case in cases]
+    assert got.count(GatewareReason.OVERLAP) == len(got) // 2
+
+
+def flip_bit(d, field, bit):
+    """``d`` with one bit of a field's word flipped."""
+    value = getattr(d, field.name)
+    if field.signed:
+        word = (value % (1 << field.width)) ^ (1 << bit)
+        return d.replace(**{field.name: word - ((word >> (field.width - 1)) << field.width)})
+    base = 1 if field.minus_one else 0
+    return d.replace(**{field.name: ((value - base) ^ (1 << bit)) + base})
+
+
+#: Fields the check compares with products or multiplies, bit by bit.
+PRODUCT_FIELDS = ["channel_switch_addr", "wb_channel_switch_addr", "channel_byte_num",
+                  "dma_total_byte", "para_size", "load_time", "o_ch_num_coef", "o_ch_num",
+                  "i_ch_num", "o_col_high", "image_src_addr", "image_dst_addr",
+                  "para_start_addr", "arg_add"]
+
+
+def test_check_single_bit_flips():
+    """Every bit of the fields the check compares bit-serially, flipped alone (a step that
+    compares a wrong bit, or none, fails here)."""
+    fields = [field for field in FIELDS if field.name in PRODUCT_FIELDS]
+    assert len(fields) == len(PRODUCT_FIELDS)
+    bases = [make_layer(**EDGE_LAYERS[6]),
+             make_layer(in_channels=1024, out_channels=300, width=4, height=5, kernel_size=1,
+                        src_addr=0, dst_addr=1300, weights_addr=0, bn_addr=0, act_addr=0)]
+    cases = [(flip_bit(d, field, bit), 1)
+             for d in bases for field in fields for bit in range(field.width)]
+    results = run_checks(cases)
+    for (d, _), (reason, add_term, _) in zip(cases, results):
+        assert (GatewareReason(reason), d) == (expected_reason(d), d)
+        assert add_term == d.arg_add * (1 if d.depth_wise_layer else d.i_ch_num)
+
+
 def _run_terms(lanes, sum_bits, groups):
     """Each group: (arg_w, shr_w, sums) loaded lane by lane, the last with ``start``."""
     dut = WeightTerms(lanes=lanes, sum_bits=sum_bits)

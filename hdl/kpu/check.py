@@ -10,7 +10,9 @@ bit first): a product of an ``n``-bit multiplicand costs one ``n + 1``-bit adder
 register, whatever the multiplier's width; the latency is the widest multiplier's bits.
 On iCE40 each step's choice between ``acc`` and ``acc + multiplicand`` shares the adder's LUT,
 and comparisons with constants are written as plain logic (Yosys turns ``x > c`` into a carry
-chain that ABC cannot shrink).
+chain that ABC cannot shrink). The check keeps no product's low bits: it compares each bit as
+a step shifts it out, into one flag a comparison, and a multiplier that is a field + 1 gets
+its 1 bit-serially too (no incrementer).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -48,15 +50,26 @@ def config_limited(d, *, max_width, max_entries, eight_bit_mode=1):
     return d.i_row_wid > max_width or entries > max_entries or not eight_bit_mode
 
 
-def _gt_const(x, limit):
+def _gt_const(x, limit, low_gt=Const(0)):
     """``x > limit`` for an unsigned value and a constant, as plain logic: Yosys would build a
-    carry chain of ``len(x)`` cells for ``x > limit``, which ABC cannot shrink."""
-    if limit >= (1 << len(x)) - 1:
+    carry chain of ``len(x)`` cells for ``x > limit``, which ABC cannot shrink. With ``low_gt``,
+    ``x`` and ``limit`` are the upper parts of longer values whose lower parts compare
+    ``low_gt`` (lower part of ``x`` > that of the limit)."""
+    if limit > (1 << len(x)) - 1:
         return Const(0)
-    gt = Const(0)                       # x[:i] > limit[:i], from the least significant bit up
+    gt = low_gt                         # x[:i] > limit[:i], from the least significant bit up
     for i in range(len(x)):
         gt = (x[i] & gt) if (limit >> i) & 1 else (x[i] | gt)
     return gt
+
+
+def _lt(a, b, low_lt):
+    """``a < b`` for unsigned values of one width, the upper parts of longer values whose lower
+    parts compare ``low_lt``, from the least significant bit up (a bit that differs decides)."""
+    lt = low_lt
+    for i in range(len(a)):
+        lt = Mux(a[i] ^ b[i], b[i], lt)
+    return lt
 
 
 def _sum_exceeds(a, b, limit):
@@ -66,21 +79,35 @@ def _sum_exceeds(a, b, limit):
     return Cat(a[n:], b[n:]).any() | _gt_const(a[:n] + b[:n], limit)
 
 
+class _MinusOne:
+    """A :class:`_ShiftAdd` multiplier given as its value − 1 (a descriptor field as it is): the
+    steps add the 1 bit-serially (a carry flag) instead of an incrementer."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 class _ShiftAdd:
     """``init + multiplicand × multiplier`` for unsigned ``init``, in ``steps + 1`` steps.
 
     A first step adds ``init``; each later one adds the multiplicand (when the multiplier's bit
-    is 1) to the upper part ``acc``. Every step shifts the sum right by one, its low bit into
-    ``low`` (the first step's 0 falls out at the end). After the last step ``Cat(low, acc)`` is
-    the result. ``acc`` never exceeds the larger of ``init`` and the multiplicand, so it has
-    their width. Folding ``init`` into the first step's addend costs no adder of its own.
-    Operands must hold still from the first step to the last.
+    is 1) to the upper part ``acc``. Every step shifts the sum right by one: the step for
+    multiplier bit ``k`` shifts out bit ``k`` of the result (``emitted``), the first step a 0.
+    With ``keep_low`` the bits shifted out go into ``low`` (the first step's 0 falls out at the
+    end) and after the last step ``product`` = ``Cat(low, acc)`` is the result; without it the
+    caller uses ``emitted`` as it goes by, and ``acc`` holds the result's upper bits. ``acc``
+    never exceeds the larger of ``init`` and the multiplicand, so it has their width. Folding
+    ``init`` into the first step's addend costs no adder of its own. Operands must hold still
+    from the first step to the last. ``multiplier_bit`` is the multiplier's bit at the step.
     """
 
-    def __init__(self, m, name, multiplicand, multiplier, steps, init=None):
-        if len(multiplier) > steps:
-            raise ValueError(f"{name}: a {len(multiplier)}-bit multiplier needs more than "
-                             f"{steps} steps")
+    def __init__(self, m, name, multiplicand, multiplier, steps, init=None, keep_low=True):
+        minus_one = isinstance(multiplier, _MinusOne)
+        if minus_one:
+            multiplier = multiplier.value
+        if len(multiplier) + minus_one > steps:
+            raise ValueError(f"{name}: a {len(multiplier) + minus_one}-bit multiplier needs more "
+                             f"than {steps} steps")
         if init is not None and multiplicand.shape().signed:
             raise ValueError(f"{name}: init needs an unsigned multiplicand")
         self._name = name
@@ -91,8 +118,12 @@ class _ShiftAdd:
         width = max(len(multiplicand), len(self._init))
         self.acc = Signal(signed(width) if multiplicand.shape().signed else unsigned(width),
                           name=f"{name}_acc")
-        self.low = Signal(steps, name=f"{name}_low")
+        self.low = Signal(steps, name=f"{name}_low") if keep_low else None
         self._multiplier = Signal(steps, name=f"{name}_multiplier")
+        # With a multiplier m − 1: m's bit k is (m − 1)'s bit k plus the carry of the bits below.
+        self._carry = Signal(name=f"{name}_carry") if minus_one else None
+        self.multiplier_bit = Signal(name=f"{name}_multiplier_bit")
+        self.emitted = Signal(name=f"{name}_emitted")
         m.d.comb += self._multiplier.eq(multiplier)
 
     def clear(self):
@@ -102,7 +133,14 @@ class _ShiftAdd:
         """The first step (``first``, a signal) or the one for multiplier bit ``k``."""
         width = len(self.acc)
         shape = signed(width + 1) if self.acc.shape().signed else unsigned(width + 1)
-        bit = self._multiplier.bit_select(k, 1)
+        bit = self.multiplier_bit
+        given = self._multiplier.bit_select(k, 1)
+        if self._carry is None:
+            self._m.d.comb += bit.eq(given)
+        else:
+            # The first step sets the carry in (the + 1), each later one the carry out.
+            self._m.d.comb += bit.eq(given ^ self._carry)
+            self._m.d.sync += self._carry.eq(first | (self._carry & given))
         # acc + Mux(bit, multiplicand, 0) as Mux(bit, acc + multiplicand, acc): each bit's
         # choice then shares the adder's LUT (its inputs: acc, multiplicand, carry and bit).
         if self._has_init:
@@ -112,10 +150,15 @@ class _ShiftAdd:
             addend, take = self._multiplicand, bit & ~first
         chosen = Signal(shape, name=f"{self._name}_sum")
         self._m.d.comb += chosen.eq(Mux(take, self.acc + addend, self.acc))
-        self._m.d.sync += [self.acc.eq(chosen[1:]), self.low.eq(Cat(self.low[1:], chosen[0]))]
+        self._m.d.comb += self.emitted.eq(chosen[0])
+        self._m.d.sync += self.acc.eq(chosen[1:])
+        if self.low is not None:
+            self._m.d.sync += self.low.eq(Cat(self.low[1:], chosen[0]))
 
     @property
     def product(self):
+        if self.low is None:
+            raise ValueError(f"{self._name}: no product without keep_low")
         value = Cat(self.low, self.acc)
         return value.as_signed() if self.acc.shape().signed else value
 
@@ -126,8 +169,10 @@ class DescriptorCheck(wiring.Component):
     The nine products the checks need (layout sizes, weight loads, map and weight ends, some
     with a descriptor field added) and ``arg_add · G`` are computed by as many shift-add
     datapaths in lockstep, one multiplier bit a cycle after a step that adds the initial
-    values; the comparisons follow in one more cycle. Every other value (widths, strides,
-    channel blocks) is a few gates from the descriptor.
+    values. Each step compares the product bit it shifts out (least significant first) into one
+    flag a comparison; the cycle after the last step combines the flags with the products'
+    upper bits. Every other value (widths, strides, channel blocks) is a few gates from the
+    descriptor.
 
     Parameters
     ----------
@@ -191,11 +236,11 @@ class DescriptorCheck(wiring.Component):
 
         # Sizes and derived counts: real values (descriptor fields hold value − 1). Where a
         # field's value − 1 serves as well, it is used as it is: each + 1 is an adder.
-        C, OC, PL = Signal(11), Signal(11), Signal(11)  # channels in, out, out per load
+        C, OC = Signal(11), Signal(11)      # channels in, out
         W, OW, H, OH = Signal(11), Signal(11), Signal(10), Signal(10)
         k3, dw = Signal(), Signal()
         m.d.comb += [
-            C.eq(d.i_ch_num + 1), OC.eq(d.o_ch_num + 1), PL.eq(d.o_ch_num_coef + 1),
+            C.eq(d.i_ch_num + 1), OC.eq(d.o_ch_num + 1),
             W.eq(d.i_row_wid + 1), OW.eq(d.o_row_wid + 1),
             H.eq(d.i_col_high + 1), OH.eq(d.o_col_high + 1),
             k3.eq(d.kernel_type == 1), dw.eq(d.depth_wise_layer),
@@ -224,11 +269,14 @@ class DescriptorCheck(wiring.Component):
             m.d.comb += [row_len.eq(width_m1[6:] + 1),
                          shift.eq(Mux(width_m1[4:] == 0, 2, Mux(width_m1[5:] == 0, 1, 0))),
                          groups.eq(1 << shift)]
-        in_blocks, out_blocks = Signal(11), Signal(11)  # channel blocks of the maps
-        m.d.comb += [in_blocks.eq((C + groups_in - 1) >> group_shift_in),
-                     out_blocks.eq((OC + groups_out - 1) >> group_shift_out)]
+        # Channel blocks of the maps − 1: ⌈C / groups⌉ − 1 = (C − 1) >> log2(groups).
+        in_blocks_m1, out_blocks_m1 = Signal(10), Signal(10)
+        m.d.comb += [in_blocks_m1.eq(d.i_ch_num >> group_shift_in),
+                     out_blocks_m1.eq(d.o_ch_num >> group_shift_out)]
+        PL = _MinusOne(d.o_ch_num_coef)     # output channels a load
 
         # ---- products, in lockstep: (multiplicand, multiplier, init) ------------------------
+        # (a multiplier that is a field + 1 is given as _MinusOne(field))
         ram_bits = self._ram_lines.bit_length()
         weight_bits = self._weight_bytes.bit_length()
         products = {
@@ -242,21 +290,23 @@ class DescriptorCheck(wiring.Component):
             # load_time = ⌈O / PL⌉  ⇔  (LT − 1)·PL ≤ O − 1 < LT·PL. With ~(O − 1) = 1023 − (O − 1)
             # added, (LT − 1)·PL ≤ O − 1 ⇔ the result is below 1024, and then O − 1 < LT·PL ⇔
             # the result + PL reaches 1024.
-            "loads": (PL, d.load_time, ~d.o_ch_num),
+            "loads": (d.load_time, PL, ~d.o_ch_num),
             # the map's end line (the channel_switch_addr fields are the layout's lines a block
             # once LAYOUT has passed, so their top bits are 0 and the products exact)
-            "src_end": (d.channel_switch_addr[:BLOCK_LINE_BITS], in_blocks,
+            "src_end": (d.channel_switch_addr[:BLOCK_LINE_BITS], _MinusOne(in_blocks_m1),
                         d.image_src_addr),
-            "dst_end": (d.wb_channel_switch_addr[:BLOCK_LINE_BITS], out_blocks,
+            "dst_end": (d.wb_channel_switch_addr[:BLOCK_LINE_BITS], _MinusOne(out_blocks_m1),
                         d.image_dst_addr),
             # the end of the layer's weights, as far as the memory's bits go
             "weights_end": (per_oc, OC, d.para_start_addr[:weight_bits]),
             "add_term": (d.arg_add, g_ic, None),
         }
-        mul = {name: _ShiftAdd(m, f"chk_{name}", a, b, CHECK_STEPS, init)
+        # The check's results are compared bit-serially (below) and need no register of their
+        # low bits; add_term is an output.
+        mul = {name: _ShiftAdd(m, f"chk_{name}", a, b, CHECK_STEPS, init,
+                               keep_low=name == "add_term")
                for name, (a, b, init) in products.items()}
-        p = {name: unit.product for name, unit in mul.items()}
-        m.d.comb += self.add_term.eq(p["add_term"])
+        m.d.comb += self.add_term.eq(mul["add_term"].product)
 
         # The cycle of start, a first step (the descriptor is valid from the cycle after
         # start), CHECK_STEPS steps, the comparisons.
@@ -278,33 +328,80 @@ class DescriptorCheck(wiring.Component):
                 with m.If(k == CHECK_STEPS - 1):
                     m.d.sync += [running.eq(0), finishing.eq(1)]
 
+        # Comparisons of results, bit-serially as the steps shift each result's low bits out
+        # (bit k at the step for multiplier bit k, least significant first) into one flag each;
+        # the upper bits, left in acc, at the end. A bit of a field or constant at k is a mux
+        # or a LUT of k.
+        def serial_flag(name, initial, update):
+            flag = Signal(name=f"chk_{name}")
+            with m.If(self.start):
+                m.d.sync += flag.eq(initial)
+            with m.Elif(running & ~first):
+                m.d.sync += flag.eq(update(flag))
+            return flag
+
+        def low_bit(value):
+            """Bit k of a constant or signal (0 beyond its width)."""
+            if isinstance(value, int):
+                return Const(value % (1 << CHECK_STEPS), CHECK_STEPS).bit_select(k, 1)
+            return value[:CHECK_STEPS].bit_select(k, 1)
+
+        def equals(name, field):                            # result = field
+            bit = mul[name].emitted
+            low_eq = serial_flag(f"{name}_low_eq", 1, lambda eq: eq & (bit == low_bit(field)))
+            return low_eq & (field[CHECK_STEPS:] == mul[name].acc)
+
+        def exceeds(name, limit):                           # result > limit (a constant)
+            bit, low_limit = mul[name].emitted, low_bit(limit)
+            low_gt = serial_flag(f"{name}_low_gt", 0,
+                                 lambda gt: Mux(low_limit, bit & gt, bit | gt))
+            return _gt_const(mul[name].acc, limit >> CHECK_STEPS, low_gt)
+
+        def above(field, name, bits):
+            """field < result, for values below 2^bits (at least CHECK_STEPS bits compared)."""
+            bit, other = mul[name].emitted, low_bit(field)
+            low_lt = serial_flag(f"{name}_low_above", 0,
+                                 lambda lt: Mux(other ^ bit, bit, lt))
+            upper = max(bits - CHECK_STEPS, 0)
+            return _lt(field[CHECK_STEPS:CHECK_STEPS + upper], mul[name].acc[:upper], low_lt)
+
         # ---- comparisons (the cycle after the last step), first failure wins ---------------
         unsupported = (d.first_stride | d.bypass_conv | d.pad_type | d.ram_flag | d.full_add
                        | (d.coef_column_offset != 0) | (d.coef_row_offset != 0)
                        | (d.coef_size != 0) | ~d.load_para | ~d.load_coor | ~d.load_act)
         # channel_byte_num = OW·OH makes channel_byte_num · O the real dma_total_byte check.
         layout_ok = ((d.i_row_wid[6:] != 15) & (d.o_row_wid[6:] != 15)   # < 16 lines a row
-                     & (d.row_switch_addr == row_len_in) & (d.channel_switch_addr == p["chsw"])
+                     & (d.row_switch_addr == row_len_in) & equals("chsw", d.channel_switch_addr)
                      & (d.coef_group == groups_in)
                      & (d.wb_row_switch_addr == row_len_out)
-                     & (d.wb_channel_switch_addr == p["wbchsw"])
+                     & equals("wbchsw", d.wb_channel_switch_addr)
                      & (d.wb_group == groups_out)
-                     & (d.channel_byte_num == p["plane"])
-                     & (d.dma_total_byte == p["total"]))
+                     & equals("plane", d.channel_byte_num)
+                     & equals("total", d.dma_total_byte))
         # PL ≤ O as well: implied when LT > 1 (PL ≤ (LT − 1)·PL < O); when LT = 1 the loads
         # check gives O ≤ PL, so that PL ≤ O ⇔ PL = O.
-        loads_ok = ((d.para_size == p["para"])
-                    & ~p["loads"][10:].any() & (p["loads"][:10] + PL)[10:].any()
+        # The loads result L is below 2^n and L + PL reaches 2^n (n: o_ch_num's bits): the carry
+        # of L + PL, bit-serially, then killed by any bit of L from n up (PL ≤ 2^n: its bit n
+        # alone reaches 2^n).
+        n = len(d.o_ch_num)
+        loads_bit, pl_bit = mul["loads"].emitted, mul["loads"].multiplier_bit
+        in_n = low_bit((1 << n) - 1)
+        loads_carry = serial_flag(
+            "loads_carry", 0,
+            lambda c: Mux(in_n, (loads_bit & pl_bit) | (c & (loads_bit | pl_bit)),
+                          ~loads_bit & (c | pl_bit)))
+        loads_ok = (equals("para", d.para_size)
+                    & loads_carry & ~mul["loads"].acc.any()
                     & ((d.load_time != 0) | (d.o_ch_num_coef == d.o_ch_num)))
-        src_bad = _gt_const(p["src_end"], self._ram_lines)
-        dst_bad = _gt_const(p["dst_end"], self._ram_lines)
-        # Reached only when both maps end inside the RAM: the low bits of the lines do.
-        overlap = ((d.image_src_addr[:ram_bits] < p["dst_end"][:ram_bits])
-                   & (d.image_dst_addr[:ram_bits] < p["src_end"][:ram_bits]))
+        src_bad = exceeds("src_end", self._ram_lines)
+        dst_bad = exceeds("dst_end", self._ram_lines)
+        # Reached only when both maps end inside the RAM: lines below 2^ram_bits.
+        overlap = (above(d.image_src_addr, "dst_end", ram_bits)
+                   & above(d.image_dst_addr, "src_end", ram_bits))
         # bwsx_base_addr + 8·O > size  ⇔  bwsx_base_addr // 8 + O − 1 ≥ size // 8 when
         # bwsx_base_addr is a multiple of 8 (else it is out of range anyway).
         weights_bad = ((d.para_start_addr[weight_bits:] != 0)
-                       | _gt_const(p["weights_end"], self._weight_bytes)
+                       | exceeds("weights_end", self._weight_bytes)
                        | _sum_exceeds(d.bwsx_base_addr[3:], d.o_ch_num,
                                       self._weight_bytes // BN_ENTRY_BYTES - 1)
                        # active_addr + 144 > size  ⇔  active_addr > size − 144
