@@ -29,6 +29,7 @@ from amaranth.lib import data, enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import platform_family
+from .bram import BlockRam
 from .descriptor import PoolType
 from .featuremap import LINE_BYTES
 from .layouts import ActSegmentLayout
@@ -287,9 +288,22 @@ class MemoryActTable:
     load_steps = 3 * SEGMENTS
 
     def __init__(self):
-        self.memory = memory.Memory(shape=_ROW_BITS, depth=2 * SEGMENTS, init=[])
-        self._wr = self.memory.write_port(granularity=8)
+        # The write port, as signals: the serial front end connects them to its block RAM
+        # (:meth:`block_ram`), which needs the platform. A :class:`BlockRam`, not a ``Memory``:
+        # Yosys would wrap each block in read-during-write emulation (measured: 7,823 → 7,759
+        # iCE40 logic cells). No row read in the cycle of a write is used: the table loads
+        # before tables_ready lets outputs issue.
+        self._wr = memory.WritePort.Signature(addr_width=(2 * SEGMENTS - 1).bit_length(),
+                                              shape=_ROW_BITS, granularity=8).create()
         self.x_start_0 = Signal(signed(36))
+
+    def block_ram(self, m, platform):
+        """The table's block RAM, added to ``m`` as ``act_table``; its read port is ``rd[0]``."""
+        m.submodules.act_table = table = BlockRam(shape=_ROW_BITS, depth=2 * SEGMENTS,
+                                                  granularity=8, platform=platform)
+        m.d.comb += [table.wr.addr.eq(self._wr.addr), table.wr.data.eq(self._wr.data),
+                     table.wr.en.eq(self._wr.en)]
+        return table
 
     @staticmethod
     def load_word(step):
@@ -653,8 +667,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     # Search. Row r (1..15) is read at phase (r + 14) mod 16 and compared a phase later; the
     # value row of the segment found is read at phase 14 and latched at 15, where the
     # comparator's subtractor, free, computes v − x_start of segment 0.
-    m.submodules.act_table = act.memory
-    rd = act.memory.read_port()
+    rd = act.block_ram(m, platform).rd[0]
     m.d.comb += rd.en.eq(~stall)
     row = Signal(range(SEGMENTS))
     m.d.comb += row.eq(phase + 1)           # the row compared this phase (0..14 → 1..15)
