@@ -1,22 +1,25 @@
 """KPU benchmark: exact cycle counts and the utilisation goals of issue 3 (ECP5 configuration,
-144 MAC units). The layers' outputs are checked against the golden model inside ``measure``."""
+144 MAC units; iCE40 configuration, 9, for its 3×3 layer). The layers' outputs are checked
+against the golden model inside ``measure``."""
 
 import pytest
 
 from nangua.bench.kpu import GOALS, measure
 
-# Measured with ``python -m nangua.bench.kpu --configs ecp5``; the engine is deterministic, so
-# any change to these numbers is a change of the schedule and must be looked at.
+# Measured with ``./run nangua bench kpu``; the engine is deterministic, so any change to these
+# numbers is a change of the schedule and must be looked at. (The iCE40 1×1 layer is limited by
+# the serial post stage, one output per 16 cycles, and does not meet its goal: docs/kpu.md.)
 EXPECTED_CYCLES = {
-    "conv3x3_c16_o16_16x16": 4465,
-    "conv1x1_c16_o16_16x16": 632,
+    ("ecp5", "conv3x3_c16_o16_16x16"): 4465,
+    ("ecp5", "conv1x1_c16_o16_16x16"): 632,
+    ("ice40", "conv3x3_c16_o16_16x16"): 73615,
 }
 
 
-@pytest.mark.parametrize("layer", sorted(EXPECTED_CYCLES))
-def test_cycles_and_utilisation(layer):
-    result = measure("ecp5", layer)
-    assert result["cycles"] == EXPECTED_CYCLES[layer]
+@pytest.mark.parametrize("config,layer", sorted(EXPECTED_CYCLES))
+def test_cycles_and_utilisation(config, layer):
+    result = measure(config, layer)
+    assert result["cycles"] == EXPECTED_CYCLES[config, layer]
     assert result["utilisation"] >= GOALS[layer]
 
 

@@ -7,7 +7,8 @@ deterministic. With ``--synth`` YoWASP Yosys also synthesises each configuration
 ``--place`` nextpnr places it on its device (:mod:`.place`).
 
 Usage: ``nangua bench kpu [--configs ecp5,ice40] [--layers ...] [--synth] [--place
-[--route]]`` (or ``python -m nangua.bench.kpu`` with the same options).
+[--route] [--cells N]]`` (or ``python -m nangua.bench.kpu`` with the same options); ``--cells``
+lists where an iCE40 placement's logic cells go (:mod:`.cells`).
 """
 
 import argparse
@@ -171,12 +172,28 @@ def add_arguments(parser):
     parser.add_argument("--route", action="store_true",
                         help="with --place, also route (a real Fmax; minutes on iCE40, hours "
                              "on ECP5)")
+    parser.add_argument("--cells", type=int, default=0, metavar="N",
+                        help="with --place, also list the N signals taking the most iCE40 "
+                             "logic cells (an approximate attribution, nangua.bench.cells)")
     parser.add_argument("--report", default=str(REPORT), help=f"JSON report (default {REPORT})")
+
+
+def print_cells(netlist_path, n):
+    """The ``n`` signals of a placed iCE40 netlist taking the most logic cells."""
+    from .cells import cell_count, logic_cells
+    signals = logic_cells(json.loads(Path(netlist_path).read_text()))
+    total = sum(cell_count(kinds) for kinds in signals.values())
+    print(f"  logic cells by signal (approximate, {total} in all):")
+    for name, kinds in sorted(signals.items(), key=lambda item: -cell_count(item[1]))[:n]:
+        split = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+        print(f"  {cell_count(kinds):6} {name}  ({split})")
 
 
 def run(args):
     if args.route and not args.place:
         raise ValueError("--route needs --place")
+    if args.cells and not args.place:
+        raise ValueError("--cells needs --place")
     configs = parse_list(args.configs, CONFIGS, "configuration")
     layers = parse_list(args.layers, LAYERS, "layer")
     report = {"layers": [], "synthesis": {}}
@@ -209,6 +226,9 @@ def run(args):
             estimate = "Fmax" if result["routed"] else "estimated Fmax"
             print(f"{config}: {verdict}; {used}; {estimate} {result['fmax_mhz']} MHz",
                   flush=True)
+            if args.cells and family == "ice40":
+                print_cells(Path(args.report).parent / f"kpu-place-{config}" / "top.json",
+                            args.cells)
     path = Path(args.report)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
