@@ -20,6 +20,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import checking
+from .compare import gt_const
 from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType, _check_int, pool_stride
 from .layouts import DescriptorLayout, GatewareReason, REASON_BITS
 
@@ -50,19 +51,6 @@ def config_limited(d, *, max_width, max_entries, eight_bit_mode=1):
     return d.i_row_wid > max_width or entries > max_entries or not eight_bit_mode
 
 
-def _gt_const(x, limit, low_gt=Const(0)):
-    """``x > limit`` for an unsigned value and a constant, as plain logic: Yosys would build a
-    carry chain of ``len(x)`` cells for ``x > limit``, which ABC cannot shrink. With ``low_gt``,
-    ``x`` and ``limit`` are the upper parts of longer values whose lower parts compare
-    ``low_gt`` (lower part of ``x`` > that of the limit)."""
-    if limit > (1 << len(x)) - 1:
-        return Const(0)
-    gt = low_gt                         # x[:i] > limit[:i], from the least significant bit up
-    for i in range(len(x)):
-        gt = (x[i] & gt) if (limit >> i) & 1 else (x[i] | gt)
-    return gt
-
-
 def _lt(a, b, low_lt):
     """``a < b`` for unsigned values of one width, the upper parts of longer values whose lower
     parts compare ``low_lt``, from the least significant bit up (a bit that differs decides)."""
@@ -76,7 +64,7 @@ def _sum_exceeds(a, b, limit):
     """``a + b > limit`` for unsigned values and a constant ``limit``, adding only ``limit``'s
     bits: a higher bit of ``a`` or ``b`` exceeds it by itself."""
     n = limit.bit_length()
-    return Cat(a[n:], b[n:]).any() | _gt_const(a[:n] + b[:n], limit)
+    return Cat(a[n:], b[n:]).any() | gt_const(a[:n] + b[:n], limit)
 
 
 class _MinusOne:
@@ -355,7 +343,7 @@ class DescriptorCheck(wiring.Component):
             bit, low_limit = mul[name].emitted, low_bit(limit)
             low_gt = serial_flag(f"{name}_low_gt", 0,
                                  lambda gt: Mux(low_limit, bit & gt, bit | gt))
-            return _gt_const(mul[name].acc, limit >> CHECK_STEPS, low_gt)
+            return gt_const(mul[name].acc, limit >> CHECK_STEPS, low_gt)
 
         def above(field, name, bits):
             """field < result, for values below 2^bits (at least CHECK_STEPS bits compared)."""
@@ -405,17 +393,17 @@ class DescriptorCheck(wiring.Component):
                        | _sum_exceeds(d.bwsx_base_addr[3:], d.o_ch_num,
                                       self._weight_bytes // BN_ENTRY_BYTES - 1)
                        # active_addr + 144 > size  ⇔  active_addr > size − 144
-                       | _gt_const(d.active_addr, self._weight_bytes - ACT_TABLE_BYTES)
+                       | gt_const(d.active_addr, self._weight_bytes - ACT_TABLE_BYTES)
                        | (d.bwsx_base_addr[:3] != 0) | (d.active_addr[:3] != 0))
         # Entries (config_limited): C for 3×3, ⌈C / 9⌉ for 1×1, 1 when depthwise.
-        limits_bad = (_gt_const(d.i_row_wid, self._max_width - 1)
-                      | (~dw & Mux(k3, _gt_const(d.i_ch_num, self._max_entries - 1),
-                                   _gt_const(d.i_ch_num, 9 * self._max_entries - 1)))
+        limits_bad = (gt_const(d.i_row_wid, self._max_width - 1)
+                      | (~dw & Mux(k3, gt_const(d.i_ch_num, self._max_entries - 1),
+                                   gt_const(d.i_ch_num, 9 * self._max_entries - 1)))
                       | ~self.eight_bit_mode)
         result = Signal(REASON_BITS)
         with m.If(d.kernel_type[1:] != 0):
             m.d.comb += result.eq(R.KERNEL_TYPE)
-        with m.Elif(_gt_const(d.pool_type, 9)):
+        with m.Elif(gt_const(d.pool_type, 9)):
             m.d.comb += result.eq(R.POOL_TYPE)
         with m.Elif(unsupported):
             m.d.comb += result.eq(R.UNSUPPORTED_MODE)
