@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..params import platform_family
 from .bram import BlockRam
+from .compare import at_least
 from .descriptor import PoolType
 from .featuremap import LINE_BYTES
 from .layouts import ActSegmentLayout
@@ -106,18 +107,9 @@ def _limb(value, limb):
     return part.as_signed() if is_signed else part
 
 
-def _at_least(x, c):
-    """``x ≥ c`` for an unsigned signal ``x`` and a constant ``c``, as plain logic: a chain of
-    ANDs and ORs from the top bit down. Yosys maps ``x >= c`` to a carry chain (an iCE40 logic
-    cell per bit that ABC cannot merge); this folds into the LUTs that use it."""
-    if c <= 0:
-        return Const(1, 1)
-    if c >= 1 << len(x):
-        return Const(0, 1)
-    result = Const(1, 1)                # the bits below the lowest one checked are equal
-    for i in range(len(x)):
-        result = (x[i] & result) if (c >> i) & 1 else (x[i] | result)
-    return result
+#: Quotient bits the rounding keeps: what a uint8 result plus a bias depends on (see
+#: :func:`round_clamp`).
+_INTEGRAL = 9
 
 
 def round_clamp(m, t, shift, bias, name):
@@ -131,24 +123,29 @@ def round_clamp(m, t, shift, bias, name):
     256 gives 255, ``q`` ≤ −257 gives at most −257 + 1 + 255 < 0, so 0 (8 bits would not
     do: ``q`` = 200 must give 200 + ``bias``). A full-width shift and fraction compare
     cost about three times the logic. The masks of the low and the high bits compare
-    ``shift`` with constants as plain logic (:func:`_at_least`), not carry chains.
+    ``shift`` with constants as plain logic (:func:`.compare.at_least`), not carry chains.
     """
     n = len(t)
-    INTEGRAL = 9
     sign = t[n - 1]
-    # Bit 0: t[shift − 1] (0 when shift is 0); bits 1..INTEGRAL: (t >> shift)[0:INTEGRAL].
-    window = Signal(INTEGRAL + 1, name=f"round_window_{name}")
-    m.d.comb += window.eq((Cat(Const(0, 1), t).as_signed() >> shift)[:INTEGRAL + 1])
+    # Bit 0: t[shift − 1] (0 when shift is 0); bits 1.._INTEGRAL: (t >> shift)[0:_INTEGRAL].
+    window = Signal(_INTEGRAL + 1, name=f"round_window_{name}")
+    m.d.comb += window.eq((Cat(Const(0, 1), t).as_signed() >> shift)[:_INTEGRAL + 1])
     integral = window[1:].as_signed()
     round_bit = window[0]
     sticky = Signal(name=f"round_sticky_{name}")        # any of t[0 : shift − 1] set
-    m.d.comb += sticky.eq(Cat(t[k] & _at_least(shift, k + 2) for k in range(n)).any())
-    fits = Signal(name=f"round_fits_{name}")            # t >> shift fits in INTEGRAL bits
-    # t[k] is above the quotient's INTEGRAL bits when shift + INTEGRAL − 1 ≤ k.
-    m.d.comb += fits.eq(~Cat((t[k] != sign) & ~_at_least(shift, k - INTEGRAL + 2)
-                             for k in range(INTEGRAL - 1, n - 1)).any())
+    m.d.comb += sticky.eq(Cat(t[k] & at_least(shift, k + 2) for k in range(n)).any())
+    fits = Signal(name=f"round_fits_{name}")            # t >> shift fits in _INTEGRAL bits
+    # t[k] is above the quotient's _INTEGRAL bits when shift + _INTEGRAL − 1 ≤ k.
+    m.d.comb += fits.eq(~Cat((t[k] != sign) & ~at_least(shift, k - _INTEGRAL + 2)
+                             for k in range(_INTEGRAL - 1, n - 1)).any())
+    return _round_bias_clamp(m, integral, round_bit, sticky, sign, fits, bias, f"_{name}")
+
+
+def _round_bias_clamp(m, integral, round_bit, sticky, sign, fits, bias, name):
+    """The byte of :func:`round_clamp` from the quotient's ``integral`` bits, the rounding
+    bit, the sticky bit, the sign, whether the quotient ``fits`` those bits, and ``bias``."""
     up = round_bit & (sticky | integral[0])
-    y = Signal(signed(INTEGRAL + 3), name=f"round_y_{name}")
+    y = Signal(signed(len(integral) + 3), name=f"round_y{name}")
     m.d.comb += y.eq(integral + Mux(up, Mux(sign, -1, 1), 0) + bias)
     # y < 0 and y > 255 from its bits: compares would be carry chains.
     negative = y[-1]
@@ -177,7 +174,6 @@ def serial_round_clamp(m, t, shift, bias, load):
     """
     n = len(t)
     assert n == _ROUND_MAX_SHIFT, n
-    INTEGRAL = 9
     tr = Signal(n, name="round_t")              # t >> (ROUND_STEP · steps), sign-filled
     dropped = Signal(name="round_dropped")      # any of the bits shifted out is set
     dropped_top = Signal(name="round_dropped_top")  # the last bit shifted out
@@ -187,7 +183,7 @@ def serial_round_clamp(m, t, shift, bias, load):
     part = Signal(2, name="round_part")                         # shift % ROUND_STEP
     bias_r = Signal(8, name="round_bias")
     u = Signal(8, name="round_u")
-    capped = Mux(_at_least(shift, _ROUND_MAX_SHIFT), _ROUND_MAX_SHIFT, shift)
+    capped = Mux(at_least(shift, _ROUND_MAX_SHIFT), _ROUND_MAX_SHIFT, shift)
     sign = tr[n - 1]
     with m.If(load):
         m.d.sync += [tr.eq(t), dropped.eq(0), dropped_top.eq(0), dropped_low.eq(0),
@@ -199,32 +195,27 @@ def serial_round_clamp(m, t, shift, bias, load):
                      dropped_low.eq(dropped | tr[:ROUND_STEP - 1].any()),
                      steps.eq(steps + 1)]
     # On step ``whole``: tr = t >> (shift − part); the rest of the shift is ``part`` bits.
-    shifted = Signal(INTEGRAL, name="round_q")         # (t >> shift)[0:INTEGRAL]
+    shifted = Signal(_INTEGRAL, name="round_q")         # (t >> shift)[0:_INTEGRAL]
     round_bit = Signal(name="round_bit")                # t[shift − 1], 0 when shift is 0
     sticky = Signal(name="round_sticky")                # any of t[0 : shift − 1] set
     with m.Switch(part):
         for p in range(ROUND_STEP):
             with m.Case(p):
-                m.d.comb += shifted.eq(tr[p:p + INTEGRAL])
+                m.d.comb += shifted.eq(tr[p:p + _INTEGRAL])
                 if p == 0:
                     m.d.comb += [round_bit.eq(dropped_top), sticky.eq(dropped_low)]
                 else:
                     m.d.comb += [round_bit.eq(tr[p - 1]),
                                  sticky.eq(dropped | tr[:p - 1].any() if p > 1 else dropped)]
-    # t >> shift fits in INTEGRAL signed bits: tr[part + INTEGRAL − 1 :] all equal the sign.
+    # t >> shift fits in _INTEGRAL signed bits: tr[part + _INTEGRAL − 1 :] all equal the sign.
     fits = Signal(name="round_fits")
-    high = INTEGRAL - 1 + ROUND_STEP - 1
+    high = _INTEGRAL - 1 + ROUND_STEP - 1
     m.d.comb += fits.eq(~Cat(tr[k] ^ sign for k in range(high, n - 1)).any()
-                        & ~Cat((tr[INTEGRAL - 1 + p] ^ sign) & ~_at_least(part, p + 1)
+                        & ~Cat((tr[_INTEGRAL - 1 + p] ^ sign) & ~at_least(part, p + 1)
                                for p in range(ROUND_STEP - 1)).any())
-    integral = shifted.as_signed()
-    up = round_bit & (sticky | integral[0])
-    y = Signal(signed(INTEGRAL + 3), name="round_y")
-    m.d.comb += y.eq(integral + Mux(up, Mux(sign, -1, 1), 0) + bias_r)
-    negative = y[-1]
-    over = ~negative & y[8:].any()
     with m.If(~load & (steps == whole)):
-        m.d.sync += u.eq(Mux(~fits, Mux(sign, 0, 255), Mux(negative, 0, Mux(over, 255, y[:8]))))
+        m.d.sync += u.eq(_round_bias_clamp(m, shifted.as_signed(), round_bit, sticky, sign, fits,
+                                           bias_r, ""))
     return u
 
 
