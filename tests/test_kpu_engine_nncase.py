@@ -37,8 +37,10 @@ def _cost(descriptors, config):
     cost = 0
     for d in descriptors:
         groups = d.o_ch_num if d.depth_wise_layer else math.ceil(d.o_ch_num / lanes)
+        # A 1×1 layer takes an entry per channel with the serial post (center_1x1).
         entries = (1 if d.depth_wise_layer
-                   else d.i_ch_num if d.kernel_type == 1 else math.ceil(d.i_ch_num / 9))
+                   else d.i_ch_num if d.kernel_type == 1 or serial
+                   else math.ceil(d.i_ch_num / 9))
         compute = groups * d.i_col_high * entries * max(d.i_row_wid, 9)
         post = 16 * d.o_ch_num * d.i_col_high * d.i_row_wid if serial else 0
         cost += max(compute, post)

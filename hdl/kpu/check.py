@@ -38,17 +38,21 @@ BLOCK_LINE_BITS = (15 * 512).bit_length()
 CHECK_LATENCY = CHECK_STEPS + 3
 
 
-def config_limited(d, *, max_width, max_entries, eight_bit_mode=1):
+def config_limited(d, *, max_width, max_entries, max_channels_1x1=None, eight_bit_mode=1):
     """Whether a descriptor the model accepts is beyond a gateware configuration
     (:attr:`.layouts.GatewareReason.CONFIG_LIMIT`): the Python statement of the limits
-    :class:`DescriptorCheck` applies (and the engine's buffers assume)."""
+    :class:`DescriptorCheck` applies (and the engine's buffers assume). ``max_channels_1x1``:
+    input channels of a 1×1 layer, ``9 · max_entries`` unless given
+    (:attr:`.engine.KpuEngine.max_channels_1x1`)."""
+    if max_channels_1x1 is None:
+        max_channels_1x1 = 9 * max_entries
     if d.depth_wise_layer:
-        entries = 1
+        too_many = False
     elif d.kernel_type == 1:
-        entries = d.i_ch_num
+        too_many = d.i_ch_num > max_entries
     else:
-        entries = (d.i_ch_num + 8) // 9
-    return d.i_row_wid > max_width or entries > max_entries or not eight_bit_mode
+        too_many = d.i_ch_num > max_channels_1x1
+    return d.i_row_wid > max_width or too_many or not eight_bit_mode
 
 
 def _lt(a, b, low_lt):
@@ -171,6 +175,8 @@ class DescriptorCheck(wiring.Component):
     max_width, max_entries : int
         The configuration's limits (:attr:`GatewareReason.CONFIG_LIMIT`, see
         :func:`config_limited`).
+    max_channels_1x1 : int or None
+        Input channels of a 1×1 layer; ``9 · max_entries`` if None.
 
     Raises
     ------
@@ -197,16 +203,21 @@ class DescriptorCheck(wiring.Component):
         ``reason``, whatever the reason.
     """
 
-    def __init__(self, *, ram_lines, weight_bytes, max_width, max_entries):
+    def __init__(self, *, ram_lines, weight_bytes, max_width, max_entries,
+                 max_channels_1x1=None):
+        if max_channels_1x1 is None:
+            max_channels_1x1 = 9 * max_entries
         with checking(self):
             _check_int("KPU RAM lines", ram_lines, 1, 1 << 15)
             _check_int("Weight memory bytes", weight_bytes, ACT_TABLE_BYTES, 1 << 32)
             _check_int("Maximum width", max_width, 1, 1024)
             _check_int("Maximum entries", max_entries, 1, 1024)
+            _check_int("Maximum 1×1 channels", max_channels_1x1, 1, 9 * max_entries)
         self._ram_lines = ram_lines
         self._weight_bytes = weight_bytes
         self._max_width = max_width
         self._max_entries = max_entries
+        self._max_channels_1x1 = max_channels_1x1
         add_shape = signed(DescriptorLayout["arg_add"].shape.width + CHECK_STEPS)
         super().__init__({
             "desc": In(DescriptorLayout),
@@ -395,10 +406,11 @@ class DescriptorCheck(wiring.Component):
                        # active_addr + 144 > size  ⇔  active_addr > size − 144
                        | gt_const(d.active_addr, self._weight_bytes - ACT_TABLE_BYTES)
                        | (d.bwsx_base_addr[:3] != 0) | (d.active_addr[:3] != 0))
-        # Entries (config_limited): C for 3×3, ⌈C / 9⌉ for 1×1, 1 when depthwise.
+        # Input channels (config_limited): max_entries for 3×3, max_channels_1x1 for 1×1,
+        # any when depthwise.
         limits_bad = (gt_const(d.i_row_wid, self._max_width - 1)
                       | (~dw & Mux(k3, gt_const(d.i_ch_num, self._max_entries - 1),
-                                   gt_const(d.i_ch_num, 9 * self._max_entries - 1)))
+                                   gt_const(d.i_ch_num, self._max_channels_1x1 - 1)))
                       | ~self.eight_bit_mode)
         result = Signal(REASON_BITS)
         with m.If(d.kernel_type[1:] != 0):

@@ -40,6 +40,9 @@ __all__ = ["KpuEngine"]
 #: that compute never waits for post at row boundaries when the two take equally long (1×1).
 ACC_ROWS = 3
 WEIGHT_WORD_BYTES = 8   # the weight memory is 64-bit words (one side-table entry each)
+#: Coefficient buffer entries with ``center_1x1``, where a 1×1 layer takes an entry per input
+#: channel: the depth of one iCE40 block RAM (256 × 16), which holds them at no extra cost.
+CENTER_1X1_ENTRIES = 256
 
 _Pool = post.Pool
 
@@ -85,8 +88,9 @@ class KpuEngine(wiring.Component):
     max_width : int
         Widest input map (accumulator depth per row).
     max_entries : int
-        Depth of the coefficient buffer: input channels of a 3×3 layer, ⌈channels / 9⌉ of a
-        1×1 layer (a depthwise layer needs one).
+        Depth of the coefficient buffer and the line buffer: input channels of a 3×3 layer,
+        ⌈channels / 9⌉ of a 1×1 layer (a depthwise layer needs one); see
+        :attr:`max_channels_1x1` for 1×1 layers with ``serial_post``.
     single_port_ram : bool
         Never read and write the KPU RAM in the same cycle (writes wait for a free cycle), nor
         read a weight in a cycle that uses the KPU RAM (the activation table and batch-norm
@@ -97,7 +101,10 @@ class KpuEngine(wiring.Component):
         cycles through one 16×16 multiplier (an SB_MAC16 on iCE40), the activation table in
         block RAM (:func:`.post.serial_front_end`), instead of the pipeline of wide products
         (:func:`.post.parallel_front_end`). A 3×3 layer of 16 or more input channels keeps the
-        MAC array busy; layers with fewer MACs per output wait for post.
+        MAC array busy; layers with fewer MACs per output wait for post. Implies
+        :attr:`center_1x1`: a 1×1 layer, which waits for the post stage anyway, takes one
+        input channel a cycle in the window's centre tap, so that the emitter needs only the
+        three rows of a 3×3 window (:attr:`max_channels_1x1` input channels).
     platform : platform or None
         DSP primitives when given (:class:`.mac.MacArray`, :class:`.widemul.WideMul`),
         behavioural multipliers otherwise.
@@ -228,6 +235,21 @@ class KpuEngine(wiring.Component):
     weight_words = property(lambda self: self._weight_words)
 
     @property
+    def center_1x1(self):
+        """A 1×1 layer takes an input channel a cycle, through the window's centre tap (one
+        coefficient entry a channel), rather than nine (an entry of nine channels)."""
+        return self._serial_post
+
+    @property
+    def max_channels_1x1(self):
+        """Input channels of a 1×1 layer the engine runs: ``9 · max_entries``, or with
+        :attr:`center_1x1` as many as the coefficient buffer has entries, at least
+        :data:`CENTER_1X1_ENTRIES` (but no more than ``9 · max_entries``, which bounds the
+        accumulators' width)."""
+        E = self._max_entries
+        return min(TAPS * E, max(E, CENTER_1X1_ENTRIES)) if self.center_1x1 else TAPS * E
+
+    @property
     def mac_units(self):
         return TAPS * self._lanes
 
@@ -281,8 +303,9 @@ class KpuEngine(wiring.Component):
             pool.eq(d.pool_type),
         ]
         g_ic = Signal(11)                   # input channels per output channel
-        # Coefficient entries per output channel (1 depthwise, C for 3×3, ⌈C / 9⌉ for 1×1):
-        # counted by the coefficient loader as it fills lane 0, rather than divided by 9.
+        # Coefficient entries per output channel (1 depthwise, C for 3×3, ⌈C / 9⌉ for 1×1, C
+        # with center_1x1): counted by the coefficient loader as it fills lane 0, rather than
+        # divided by 9.
         n_entries = Signal(11)
         per_oc = Signal(14)                 # weight bytes per output channel
         m.d.comb += [
@@ -300,7 +323,8 @@ class KpuEngine(wiring.Component):
 
         # ---- check: the reason code and arg_add · G, bit-serially --------------------------
         m.submodules.check = check = DescriptorCheck(
-            ram_lines=ram_lines, weight_bytes=weight_bytes, max_width=WMAX, max_entries=E)
+            ram_lines=ram_lines, weight_bytes=weight_bytes, max_width=WMAX, max_entries=E,
+            max_channels_1x1=self.max_channels_1x1)
         m.d.comb += [check.desc.eq(d), check.eight_bit_mode.eq(self.eight_bit_mode)]
 
         # ---- group state ------------------------------------------------------------------
@@ -324,7 +348,8 @@ class KpuEngine(wiring.Component):
         m.submodules.coef = coef = BlockRam(
             shape=data.ArrayLayout(8, TAPS) if P == 1 else data.ArrayLayout(
                 data.ArrayLayout(8, TAPS), P),
-            depth=E, granularity=1, platform=self._platform)
+            depth=self.max_channels_1x1 if self.center_1x1 else E, granularity=1,
+            platform=self._platform)
         coef_wr, coef_rd = coef.wr, coef.rd[0]
         # Read ports: 0 for the accumulation, 1 for the post stage, which reads only rows whose
         # accumulation is done. A column reads its accumulators (S3) while the one before
@@ -466,19 +491,14 @@ class KpuEngine(wiring.Component):
         # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
         # One block is word block ``fk`` of entry ``fe`` for output row ``fy``: up to nine
         # requests ``fr``, each one row segment into ``fill[fr]``. A 1×1 block requests the
-        # nine channels of its entry (fr 0..8). A 3×3 block needs input rows fy−1, fy, fy+1
-        # (fill 0..2) of one channel; the line buffer keeps rows fy−1 and fy from the block's
-        # sweep of the previous output row, so the block requests only row fy+1 (fr = 2), and
-        # the first output row also requests row 0 (fr = 1). Pad rows (−1 and H) are never
-        # read from KPU RAM.
-        R_MAX = TAPS
-        rows = Mux(k3, 3, R_MAX)
-        # With the serial post (one lane) a 1×1 layer waits for the post stage (16 cycles an
-        # output), never for the emitter: its rows 3..8 are then written straight into the
-        # emitter's rows once the emitter is idle, and only the 3×3 rows 0..2 are
-        # double-buffered (6 × 8·B flip-flops less).
-        direct_rows = self._serial_post
-        FILL_ROWS = 3 if direct_rows else R_MAX
+        # nine channels of its entry (fr 0..8); with ``center_1x1`` its one channel's row fy
+        # (fr = 1). A 3×3 block needs input rows fy−1, fy, fy+1 (fill 0..2) of one channel;
+        # the line buffer keeps rows fy−1 and fy from the block's sweep of the previous output
+        # row, so the block requests only row fy+1 (fr = 2), and the first output row also
+        # requests row 0 (fr = 1). Pad rows (−1 and H) are never read from KPU RAM.
+        center = self.center_1x1
+        R_MAX = 3 if center else TAPS       # the emitter's rows
+        last_fr = Mux(k3, 2, 1) if center else Mux(k3, 2, R_MAX - 1)
         n_blocks = Signal(range(WMAX // B + 2))
         m.d.comb += n_blocks.eq((W + B - 1) >> log_b)
         fy = Signal(10)
@@ -489,7 +509,7 @@ class KpuEngine(wiring.Component):
         feeding = Signal()
         fill_state = Signal(2)              # 0 empty, 1 filling, 2 full
         x_valid = Signal()                  # the emitter holds a block
-        fill = [Signal(8 * B, name=f"fill_{r}") for r in range(FILL_ROWS)]
+        fill = [Signal(8 * B, name=f"fill_{r}") for r in range(R_MAX)]
         xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]     # the emitter's rows
         FillMeta = data.StructLayout({
             "y": 10, "slot": range(ACC_ROWS), "e": 11, "k": n_blocks.shape(),
@@ -501,7 +521,7 @@ class KpuEngine(wiring.Component):
 
         def first_request(y):
             """The first request of a block of output row ``y``."""
-            return Mux(k3, Mux(y == 0, 1, 2), 0)
+            return Mux(k3, Mux(y == 0, 1, 2), 1 if center else 0)
 
         # The line buffer: for every block of the row sweep, rows fy−1 (top) and fy (mid).
         LB_BLOCKS = (WMAX + B - 1) // B
@@ -584,17 +604,18 @@ class KpuEngine(wiring.Component):
             # (fr = 2): only the latter can be past the map (the pad row H).
             m.d.comb += row_ok.eq((fr != 2) | ~last_row)
         with m.Else():
-            m.d.comb += row_ok.eq(Mux(dw, fr == 0, c_chan.ch < C))
+            # A 1×1 block requests row fy of one channel (center_1x1), or of nine channels,
+            # those past the last being zero rows.
+            m.d.comb += row_ok.eq(1 if center else Mux(dw, fr == 0, c_chan.ch < C))
         request_addr = Signal(addr_shape)
         m.d.comb += request_addr.eq(c_chan.addr + row_words + fk
                                     + Mux(k3 & (fr == 2), row_step, 0))
         row_gate = Signal()
-        m.d.comb += row_gate.eq(((fe != 0) | (fk != 0) | (fy < rows_freed + ACC_ROWS))
-                                & (k3 | ~direct_rows | ~x_valid))
+        m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + ACC_ROWS))
         with m.If(feeding & (((fill_state == 0) & row_gate)
                              | ((fill_state == 1) & (fr != fr_first)))):
             m.d.sync += [a_valid.eq(1), a_row_ok.eq(row_ok), a_r.eq(fr),
-                         a_last.eq(fr == rows - 1), a_addr.eq(request_addr)]
+                         a_last.eq(fr == last_fr), a_addr.eq(request_addr)]
             with m.If(fr == fr_first):
                 m.d.sync += [
                     fill_state.eq(1), lb_slot.eq(fb),
@@ -605,7 +626,7 @@ class KpuEngine(wiring.Component):
                     fill_meta.last_e.eq(last_entry), fill_meta.last_block.eq(last_block),
                     fill_meta.group_last.eq(last_row & last_entry & last_block),
                 ]
-            with m.If(fr == rows - 1):
+            with m.If(fr == last_fr):
                 m.d.sync += [fr.eq(fr_first), fb.eq(fb + 1)]
                 with m.If(last_block):
                     m.d.sync += fk.eq(0)
@@ -618,19 +639,20 @@ class KpuEngine(wiring.Component):
                                          fslot.eq(_next_slot(fslot)),
                                          row_words.eq(row_words + row_step)]
                     with m.Else():
-                        # The next entry's first channel: after this one's (3×3) or after
-                        # its ninth (1×1, c_chan being at the ninth).
+                        # The next entry's first channel: after this one's (3×3, center
+                        # 1×1) or after its ninth (1×1, c_chan being at the ninth).
                         m.d.sync += [fe.eq(fe + 1), e_chan.eq(c_next), c_chan.eq(c_next)]
                 with m.Else():
                     m.d.sync += [fk.eq(fk + 1), c_chan.eq(e_chan)]
             with m.Else():
                 m.d.sync += fr.eq(fr + 1)
-                with m.If(~k3):
-                    m.d.sync += c_chan.eq(c_next)
+                if not center:
+                    with m.If(~k3):
+                        m.d.sync += c_chan.eq(c_next)
         pad_fill = Mux(k3, d.pad_value, 0).replicate(B)
         new_row = Signal(8 * B)
         m.d.comb += new_row.eq(Mux(b_row_ok, self.ram_rd.data, pad_fill))
-        for r in range(FILL_ROWS):
+        for r in range(R_MAX):
             with m.If(b_valid & (b_r == r)):
                 m.d.sync += fill[r].eq(new_row)
         with m.If(b_valid):
@@ -665,21 +687,13 @@ class KpuEngine(wiring.Component):
                      x_finishing.eq(emitting & (cx == x_meta.ncols - 1))]
         with m.If((fill_state == 2) & (~x_valid | x_finishing) & ~flush_pending):
             m.d.sync += [x_valid.eq(1), cx.eq(0), x_meta.eq(fill_meta), fill_state.eq(0)]
-            m.d.sync += [xbuf[r].eq(fill[r]) for r in range(FILL_ROWS)]
+            m.d.sync += [xbuf[r].eq(fill[r]) for r in range(R_MAX)]
         with m.Elif(x_finishing):
             m.d.sync += x_valid.eq(0)
         with m.Elif(emitting):
-            m.d.sync += [xbuf[r].eq(xbuf[r] >> 8) for r in range(FILL_ROWS)]
+            m.d.sync += [xbuf[r].eq(xbuf[r] >> 8) for r in range(R_MAX)]
         with m.If(emitting & ~x_finishing):
             m.d.sync += cx.eq(cx + 1)
-        # Direct rows (1×1 only, so a row outside the map is 0, never the pad value): written
-        # by the feeder while the emitter is idle, shifted like the others. One condition for
-        # both keeps them flip-flops with an enable and one LUT a bit.
-        for r in range(FILL_ROWS, R_MAX):
-            load = b_valid & (b_r == r)
-            with m.If(load | (emitting & ~x_finishing)):
-                m.d.sync += xbuf[r].eq(Mux(load, Mux(b_row_ok, self.ram_rd.data, 0),
-                                           xbuf[r] >> 8))
         with m.If(x_finishing & x_meta.group_last):
             m.d.sync += [flush_pending.eq(1), x_valid.eq(0)]
         with m.If(flush_pending):
@@ -699,7 +713,8 @@ class KpuEngine(wiring.Component):
         x_pos = x_meta.k * B + cx
         m.d.sync += [s1_valid.eq(emitting), s1_flush.eq(flush_pending)]
         # Rows a 3×3 sweep does not use must not disturb the window: keep them at 0.
-        m.d.sync += [s1_col[r].eq(Mux(k3 & (r >= 3), 0, xbuf[r][:8])) for r in range(R_MAX)]
+        m.d.sync += [s1_col[r].eq(xbuf[r][:8] if r < 3 else Mux(k3, 0, xbuf[r][:8]))
+                     for r in range(R_MAX)]
         m.d.sync += [s1_meta.x.eq(x_pos), s1_meta.slot.eq(x_meta.slot), s1_meta.e.eq(x_meta.e),
                      s1_meta.first_e.eq(x_meta.e == 0),
                      s1_meta.last_e.eq(x_meta.last_e),
@@ -741,7 +756,14 @@ class KpuEngine(wiring.Component):
                 m.d.sync += pend_valid.eq(0)
         with m.Else():
             with m.If(s1_valid):
-                m.d.sync += [s2_valid.eq(1), s2_meta.eq(s1_meta), s2_taps.eq(s1_col)]
+                m.d.sync += [s2_valid.eq(1), s2_meta.eq(s1_meta)]
+                if center:
+                    # The channel's byte in the centre tap, whose weight the loader wrote; the
+                    # other taps 0, so that neither their products nor Σx count.
+                    m.d.sync += [s2_taps[t].eq(s1_col[1] if t == TAPS // 2 else 0)
+                                 for t in range(TAPS)]
+                else:
+                    m.d.sync += s2_taps.eq(s1_col)
         with m.If(run_start):
             m.d.sync += pend_valid.eq(0)
         # The coefficient buffer is read for the window leaving this cycle, so its registered
@@ -853,8 +875,14 @@ class KpuEngine(wiring.Component):
                 m.d.sync += [state.active.eq(0), first.eq(read_end)]
                 m.d.comb += [done.eq(1), w_terms.start.eq(1)]
 
-        copy = self._copy_bytes if P == 1 else self._copy_words
-        copy(m, state, start, first, read_end, w_addr, w_read, coef_wr, finish_lane)
+        if P == 1:
+            # With center_1x1 a 1×1 layer's byte is a whole entry, in the centre tap.
+            one_tap = (d.kernel_type == 0) if self.center_1x1 else Const(0)
+            self._copy_bytes(m, state, start, first, w_addr, w_read, coef_wr, finish_lane,
+                             one_tap)
+        else:
+            self._copy_words(m, state, start, first, read_end, w_addr, w_read, coef_wr,
+                             finish_lane)
         # Last, so that it overrides the streaming updates above.
         with m.If(start):
             m.d.sync += [state.active.eq(1), w_addr.eq(first >> 3), state.lane.eq(0),
@@ -913,7 +941,7 @@ class KpuEngine(wiring.Component):
         with m.If(start):
             m.d.sync += [pos.eq(first[:3]), count.eq(0)]
 
-    def _copy_bytes(self, m, s, start, first, read_end, w_addr, w_read, coef_wr, finish_lane):
+    def _copy_bytes(self, m, s, start, first, w_addr, w_read, coef_wr, finish_lane, one_tap):
         """One lane: a byte a cycle from the weight memory's read data into the buffer entry.
 
         ``w_addr`` is the next word to read. Byte ``pos`` of the word read last is taken each
@@ -923,6 +951,8 @@ class KpuEngine(wiring.Component):
         complete it, as the several-lane copy masks them. The next word is read as the last
         byte of a word is taken, so a word of 8 bytes takes 9 cycles; the entry advances with
         its last byte, and the lane is done the cycle after when that entry was its last.
+        With ``one_tap`` each byte is an entry of its own, written to the centre tap (the
+        window's other taps are 0 then, so the others' stale bytes count for nothing).
         """
         loaded = Signal()                   # the read data holds bytes still to take
         pos = Signal(3)                     # byte of the read data taken next
@@ -936,11 +966,12 @@ class KpuEngine(wiring.Component):
             take.eq(s.active & loaded & (s.remaining != 0)),
             pad.eq(s.active & (s.remaining == 0) & (taps != 0)),
         ]
+        entry_end = Signal()                # the byte written now completes the entry
+        m.d.comb += entry_end.eq(one_tap | (taps == TAPS - 1))
         m.d.sync += completed.eq(0)
         with m.If(take | pad):
-            m.d.sync += [taps.eq(Mux(taps == TAPS - 1, 0, taps + 1)),
-                         completed.eq(taps == TAPS - 1)]
-            with m.If(taps == TAPS - 1):
+            m.d.sync += [taps.eq(Mux(entry_end, 0, taps + 1)), completed.eq(entry_end)]
+            with m.If(entry_end):
                 m.d.sync += s.entry.eq(s.entry + 1)
         with m.If(take):
             m.d.sync += [pos.eq(pos + 1), s.remaining.eq(s.remaining - 1),
@@ -955,7 +986,8 @@ class KpuEngine(wiring.Component):
                                              ~loaded & (s.remaining != 0))):
             m.d.comb += w_read.eq(1)
             m.d.sync += [w_addr.eq(w_addr + 1), s.arrive.eq(1)]
-        m.d.comb += [coef_wr.addr.eq(s.entry), coef_wr.en.eq(Mux(take | pad, 1 << taps, 0)),
+        m.d.comb += [coef_wr.addr.eq(s.entry),
+                     coef_wr.en.eq(Mux(take | pad, 1 << Mux(one_tap, TAPS // 2, taps), 0)),
                      Value.cast(coef_wr.data).eq(Mux(take, byte, 0).replicate(TAPS))]
         with m.If(completed & (s.remaining == 0)):
             finish_lane(s.lane_sum, s.entry)    # advanced with the entry's last byte

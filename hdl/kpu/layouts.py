@@ -51,8 +51,8 @@ class GatewareReason(enum.IntEnum):
 
     ``CONFIG_LIMIT`` is reported (only when the model's checks all pass) for a descriptor that
     is valid for the K210 but exceeds this gateware configuration: an input wider than
-    ``max_width``, more weight entries per output channel than ``max_entries`` (input channels
-    for 3×3, ⌈channels / 9⌉ for 1×1), or 16-bit weights (``eight_bit_mode`` = 0).
+    ``max_width``, more input channels than ``max_entries`` (3×3) or ``max_channels_1x1``
+    (1×1) of the engine, or 16-bit weights (``eight_bit_mode`` = 0).
     """
     locals().update({reason.name: int(reason) for reason in Reason})
     CONFIG_LIMIT = max(Reason) + 1
