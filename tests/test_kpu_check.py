@@ -16,7 +16,9 @@ from nangua.hdl.kpu.layouts import GatewareReason
 
 RAM_BYTES = 128 * 1024              # 2048 lines: large maps overrun it, small ones fit
 WEIGHT_BYTES = 64 * 1024
-LIMITS = dict(max_width=64, max_entries=64)
+#: 1×1 layers: 300 input channels, not the 9 · 64 of nine channels an entry (as with center_1x1,
+#: where the limit is the coefficient buffer's depth), so random layers cross both limits.
+LIMITS = dict(max_width=64, max_entries=64, max_channels_1x1=300)
 
 
 def expected_reason(d, eight_bit_mode=1):
@@ -341,6 +343,10 @@ def test_bad_parameters_raise():
     with pytest.raises(ValueError, match=r"^Weight memory bytes must be an integer in "
                                          r"144\.\.4294967296, not 100$"):
         DescriptorCheck(ram_lines=2048, weight_bytes=100, max_width=64, max_entries=64)
+    with pytest.raises(ValueError, match=r"^Maximum 1×1 channels must be an integer in "
+                                         r"1\.\.72, not 73$"):
+        DescriptorCheck(ram_lines=2048, weight_bytes=16384, max_width=64, max_entries=8,
+                        max_channels_1x1=73)
     with pytest.raises(ValueError, match=r"^Lanes must be an integer in 1\.\.64, not 0$"):
         WeightTerms(lanes=0, sum_bits=18)
 

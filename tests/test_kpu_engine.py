@@ -107,6 +107,22 @@ def test_one_column_map(config, kernel_size, seed):
     assert_same_ram(run.ram, expected_after([d], ram, weights))
 
 
+def test_center_1x1_channel_limit():
+    """With the serial post a 1×1 layer takes an entry per input channel (center_1x1): up to
+    ``max_channels_1x1`` (9 · 8 on l1w8s) run, one more is CONFIG_LIMIT and changes nothing."""
+    for channels, reason in [(72, GatewareReason.OK), (73, GatewareReason.CONFIG_LIMIT)]:
+        kpu = make_kpu("l1w8s")
+        assert kpu.engine.max_channels_1x1 == 72
+        rng = random.Random(f"center-{channels}")
+        d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,
+                                  kernel_size=1, depthwise=False, pool_type=0,
+                                  shape=(channels, 2, 2, 3))
+        ram = random_ram(rng)
+        run = run_kpu(kpu, ram, weights, [d.to_words()], timeout_cycles=40_000)
+        assert [layer.reason for layer in run.layers] == [reason]
+        assert_same_ram(run.ram, expected_after([d], ram, weights) if reason == 0 else ram)
+
+
 # Odd sizes; five output channels make several groups (three of 2 lanes, two of 3).
 READ_SHAPES = {"l2w16": (3, 5, 7, 11), "l3w8": (3, 5, 5, 19), "l1w8s": (3, 2, 4, 13)}  # C,O,H,W
 
