@@ -490,15 +490,16 @@ class KpuEngine(wiring.Component):
 
         # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
         # One block is word block ``fk`` of entry ``fe`` for output row ``fy``: up to nine
-        # requests ``fr``, each one row segment into ``fill[fr]``. A 1×1 block requests the
-        # nine channels of its entry (fr 0..8); with ``center_1x1`` its one channel's row fy
-        # (fr = 1). A 3×3 block needs input rows fy−1, fy, fy+1 (fill 0..2) of one channel;
-        # the line buffer keeps rows fy−1 and fy from the block's sweep of the previous output
-        # row, so the block requests only row fy+1 (fr = 2), and the first output row also
-        # requests row 0 (fr = 1). Pad rows (−1 and H) are never read from KPU RAM.
+        # requests ``fr``, each one row segment for the emitter's row ``fr``. A 1×1 block
+        # requests the nine channels of its entry (fr 0..8) into ``fill[fr]``; with
+        # ``center_1x1`` its one channel's row fy (fr = 2). A 3×3 block needs input rows fy−1,
+        # fy, fy+1 of one channel: the first two come from the line buffer (see below), the
+        # third (fr = 2) from the KPU RAM into ``fill[2]``; the first output row also requests
+        # row 0 (fr = 1), which goes into the line buffer. Pad rows (−1 and H) are never read
+        # from KPU RAM.
         center = self.center_1x1
         R_MAX = 3 if center else TAPS       # the emitter's rows
-        last_fr = Mux(k3, 2, 1) if center else Mux(k3, 2, R_MAX - 1)
+        last_fr = 2 if center else Mux(k3, 2, R_MAX - 1)
         n_blocks = Signal(range(WMAX // B + 2))
         m.d.comb += n_blocks.eq((W + B - 1) >> log_b)
         fy = Signal(10)
@@ -509,7 +510,9 @@ class KpuEngine(wiring.Component):
         feeding = Signal()
         fill_state = Signal(2)              # 0 empty, 1 filling, 2 full
         x_valid = Signal()                  # the emitter holds a block
-        fill = [Signal(8 * B, name=f"fill_{r}") for r in range(R_MAX)]
+        # Rows double-buffered from the KPU RAM (3×3 rows 0 and 1 wait in the line buffer's
+        # read data instead): every row of a 1×1 entry of nine channels, else row 2 only.
+        fill = {r: Signal(8 * B, name=f"fill_{r}") for r in range(2 if center else 0, R_MAX)}
         xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]     # the emitter's rows
         FillMeta = data.StructLayout({
             "y": 10, "slot": range(ACC_ROWS), "e": 11, "k": n_blocks.shape(),
@@ -521,7 +524,7 @@ class KpuEngine(wiring.Component):
 
         def first_request(y):
             """The first request of a block of output row ``y``."""
-            return Mux(k3, Mux(y == 0, 1, 2), 1 if center else 0)
+            return Mux(k3, Mux(y == 0, 1, 2), 2 if center else 0)
 
         # The line buffer: for every block of the row sweep, rows fy−1 (top) and fy (mid).
         LB_BLOCKS = (WMAX + B - 1) // B
@@ -612,8 +615,11 @@ class KpuEngine(wiring.Component):
                                     + Mux(k3 & (fr == 2), row_step, 0))
         row_gate = Signal()
         m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + ACC_ROWS))
+        # A 3×3 block of the first output row writes row 0 into the line buffer (request 1)
+        # and reads it back (request 2): a cycle between the two keeps the read off the write.
+        lb_bubble = k3 & a_valid & ~a_last
         with m.If(feeding & (((fill_state == 0) & row_gate)
-                             | ((fill_state == 1) & (fr != fr_first)))):
+                             | ((fill_state == 1) & (fr != fr_first) & ~lb_bubble))):
             m.d.sync += [a_valid.eq(1), a_row_ok.eq(row_ok), a_r.eq(fr),
                          a_last.eq(fr == last_fr), a_addr.eq(request_addr)]
             with m.If(fr == fr_first):
@@ -652,28 +658,28 @@ class KpuEngine(wiring.Component):
         pad_fill = Mux(k3, d.pad_value, 0).replicate(B)
         new_row = Signal(8 * B)
         m.d.comb += new_row.eq(Mux(b_row_ok, self.ram_rd.data, pad_fill))
-        for r in range(R_MAX):
+        for r, row in fill.items():
             with m.If(b_valid & (b_r == r)):
-                m.d.sync += fill[r].eq(new_row)
+                m.d.sync += row.eq(new_row)
         with m.If(b_valid):
             with m.If(b_last):
                 m.d.sync += fill_state.eq(2)
 
-        # 3×3 line buffer: the block's last request reads its slot (rows fy−1, fy) and, a cycle
-        # later, fills rows 0 and 1 from it and writes back rows fy, fy+1 for the next output
-        # row. The first output row takes the pad row and row 0 (read by request 1) instead.
-        # The next read of a slot comes after the block's fill has gone to the emitter, cycles
-        # after the write, so the read port needs no transparency.
+        # 3×3 line buffer: the block's last request (2) reads its slot, rows fy−1 and fy,
+        # whose read data the emitter takes as its rows 0 and 1 (nothing reads the line buffer
+        # again before: the next block's read waits for the emitter), and a cycle later writes
+        # back rows fy and fy+1 for the next output row. The first output row's request 1
+        # writes the pad row and row 0 first. A slot is read at least a cycle after it is
+        # written, so the read port needs no transparency.
         lb_rd, lb_wr = linebuf.rd[0], linebuf.wr
-        lb_top_row = fill_meta.y == 0
-        lb_mid = Signal(8 * B)
-        m.d.comb += [lb_mid.eq(Mux(lb_top_row, fill[1], lb_rd.data.mid)),
-                     lb_rd.addr.eq(lb_slot), lb_rd.en.eq(a_valid & a_last & k3 & ~lb_top_row),
-                     lb_wr.addr.eq(lb_slot), lb_wr.en.eq(b_valid & b_last & k3),
-                     lb_wr.data.top.eq(lb_mid), lb_wr.data.mid.eq(new_row)]
-        with m.If(b_valid & b_last & k3):
-            m.d.sync += [fill[0].eq(Mux(lb_top_row, pad_fill, lb_rd.data.top)),
-                         fill[1].eq(lb_mid)]
+        m.d.comb += [lb_rd.addr.eq(lb_slot), lb_rd.en.eq(a_valid & a_last & k3),
+                     lb_wr.addr.eq(lb_slot), lb_wr.en.eq(b_valid & k3),
+                     lb_wr.data.top.eq(Mux(b_last, lb_rd.data.mid, pad_fill)),
+                     lb_wr.data.mid.eq(new_row)]
+        # The emitter's rows as they load: 0 and 1 from the line buffer (3×3) or the fill.
+        x_load = [lb_rd.data.top, lb_rd.data.mid] + [fill[r] for r in range(2, R_MAX)]
+        if not center:
+            x_load[:2] = [Mux(k3, x_load[r], fill[r]) for r in range(2)]
 
         # ---- emitter: one column a cycle ---------------------------------------------------
         # Its rows shift right a byte a cycle, so column cx is always their low byte (no
@@ -687,7 +693,7 @@ class KpuEngine(wiring.Component):
                      x_finishing.eq(emitting & (cx == x_meta.ncols - 1))]
         with m.If((fill_state == 2) & (~x_valid | x_finishing) & ~flush_pending):
             m.d.sync += [x_valid.eq(1), cx.eq(0), x_meta.eq(fill_meta), fill_state.eq(0)]
-            m.d.sync += [xbuf[r].eq(fill[r]) for r in range(R_MAX)]
+            m.d.sync += [xbuf[r].eq(x_load[r]) for r in range(R_MAX)]
         with m.Elif(x_finishing):
             m.d.sync += x_valid.eq(0)
         with m.Elif(emitting):
@@ -758,9 +764,9 @@ class KpuEngine(wiring.Component):
             with m.If(s1_valid):
                 m.d.sync += [s2_valid.eq(1), s2_meta.eq(s1_meta)]
                 if center:
-                    # The channel's byte in the centre tap, whose weight the loader wrote; the
-                    # other taps 0, so that neither their products nor Σx count.
-                    m.d.sync += [s2_taps[t].eq(s1_col[1] if t == TAPS // 2 else 0)
+                    # The channel's byte (row 2) in the centre tap, whose weight the loader
+                    # wrote; the other taps 0, so that neither their products nor Σx count.
+                    m.d.sync += [s2_taps[t].eq(s1_col[2] if t == TAPS // 2 else 0)
                                  for t in range(TAPS)]
                 else:
                     m.d.sync += s2_taps.eq(s1_col)
