@@ -575,8 +575,9 @@ class KpuEngine(wiring.Component):
                      wrap_step.eq((d.channel_switch_addr << log_lpw) - LINE_BYTES // B + pitch)]
         Chan = data.StructLayout({"addr": addr_shape, "slot": 2, "ch": 11})
         g_chan = Signal(Chan)
-        e_chan = Signal(Chan)
         c_chan = Signal(Chan)
+        # With center_1x1 every entry is one channel, so c_chan never leaves it: no e_chan.
+        e_chan = c_chan if center else Signal(Chan)
 
         def next_chan(chan, name):
             """The channel after ``chan``: the next slot of its line, or the next line."""
