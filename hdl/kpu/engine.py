@@ -25,6 +25,7 @@ from ..params import checking, platform_family
 from . import post
 from .bram import BlockRam
 from .check import DescriptorCheck, WeightTerms
+from .compare import at_least
 from .descriptor import _check_int
 from .featuremap import LINE_BYTES
 from .layouts import (ActSegmentLayout, BatchNormLayout, DESCRIPTOR_WORDS, DescriptorLayout,
@@ -330,7 +331,13 @@ class KpuEngine(wiring.Component):
         # ---- group state ------------------------------------------------------------------
         oc0 = Signal(11)                    # first output channel of the group
         lanes_active = Signal(range(P + 1))
-        m.d.comb += lanes_active.eq(Mux(OC - oc0 < group_size, OC - oc0, group_size))
+        last_group = Signal()
+        if P == 1:
+            # Constants where they are (no comparison of channel counts).
+            m.d.comb += [lanes_active.eq(1), last_group.eq(oc0 == d.o_ch_num)]
+        else:
+            m.d.comb += [lanes_active.eq(Mux(OC - oc0 < group_size, OC - oc0, group_size)),
+                         last_group.eq(oc0 + group_size >= OC)]
 
         # Activation table and per-lane batch-norm, Σw.
         act = post.MemoryActTable() if self._serial_post else post.FlopActTable()
@@ -436,7 +443,7 @@ class KpuEngine(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(group_done):
-                    with m.If(oc0 + group_size >= OC):
+                    with m.If(last_group):
                         m.d.sync += [self.done.eq(1), self.error.eq(0),
                                      self.reason.eq(GatewareReason.OK),
                                      self.int_en.eq(d.int_en)]
@@ -462,7 +469,7 @@ class KpuEngine(wiring.Component):
                         m.d.sync += w_addr.eq((d.bwsx_base_addr >> 3) + oc0)
                         m.next = "BN"
             with m.State("ACT"):
-                with m.If(w_count < act.load_steps):
+                with m.If(~at_least(w_count, act.load_steps)):
                     m.d.comb += w_read.eq(1)
                     m.d.sync += [w_addr.eq((d.active_addr >> 3) + act.load_word(w_count + 1)),
                                  w_count.eq(w_count + 1), w_arrive.eq(1), w_index.eq(w_count)]
@@ -472,7 +479,7 @@ class KpuEngine(wiring.Component):
                         m.d.sync += [w_addr.eq((d.bwsx_base_addr >> 3) + oc0), w_count.eq(0)]
                         m.next = "BN"
             with m.State("BN"):
-                with m.If(w_count < lanes_active):
+                with m.If((w_count == 0) if P == 1 else (w_count < lanes_active)):
                     m.d.comb += w_read.eq(1)
                     m.d.sync += [w_addr.eq(w_addr + 1), w_count.eq(w_count + 1),
                                  w_arrive.eq(1), w_index.eq(w_count)]
@@ -839,8 +846,9 @@ class KpuEngine(wiring.Component):
         the groups' runs follow each other from ``para_start_addr``, so the next group's run
         starts at ``read_end``, the end of this one, found by adding ``per_oc`` once per lane,
         one lane a cycle from the start, ahead of the reads it bounds (a lane takes at least a
-        cycle to copy, and its first word two to arrive). Weights are read only between
-        ``start`` and ``done``, and no word beyond the run.
+        cycle to copy, and its first word two to arrive); with one lane, at ``first +
+        per_oc``. Weights are read only between ``start`` and ``done``, and no word beyond the
+        run.
 
         With several lanes (:meth:`_copy_words`) an entry (up to 9 bytes) is written a cycle
         at most; with one lane (:meth:`_copy_bytes`) a byte is taken a cycle, about 10 cycles an
@@ -851,12 +859,18 @@ class KpuEngine(wiring.Component):
         weight_bytes = self._weight_words * WEIGHT_WORD_BYTES
         # Byte addresses within the weight memory (the check rejects a layer beyond it).
         first = Signal(range(weight_bytes + 1))     # the group's first weight
-        read_end = Signal(range(weight_bytes + 1))  # the byte after the lanes counted so far
-        read_lanes = Signal(range(P + 1))   # lanes counted in read_end
         with m.If(layer_start):
             m.d.sync += first.eq(d.para_start_addr)
-        with m.If(read_lanes < lanes_active):
-            m.d.sync += [read_end.eq(read_end + per_oc), read_lanes.eq(read_lanes + 1)]
+        if P == 1:
+            run_end = first + per_oc
+        else:
+            read_end = Signal(range(weight_bytes + 1))  # the byte after the lanes counted
+            read_lanes = Signal(range(P + 1))   # lanes counted in read_end
+            with m.If(read_lanes < lanes_active):
+                m.d.sync += [read_end.eq(read_end + per_oc), read_lanes.eq(read_lanes + 1)]
+            with m.If(start):
+                m.d.sync += [read_end.eq(first + per_oc), read_lanes.eq(1)]
+            run_end = read_end
         state = _CoefCopy(
             active=Signal(name="coef_active"),
             lane=Signal(range(P + 1), name="coef_lane"),
@@ -879,7 +893,7 @@ class KpuEngine(wiring.Component):
                          w_terms.sum.eq(lane_total)]
             with m.If(state.lane == lanes_active - 1):
                 # Every lane is counted by now: the next group's run starts here.
-                m.d.sync += [state.active.eq(0), first.eq(read_end)]
+                m.d.sync += [state.active.eq(0), first.eq(run_end)]
                 m.d.comb += [done.eq(1), w_terms.start.eq(1)]
 
         if P == 1:
@@ -893,8 +907,7 @@ class KpuEngine(wiring.Component):
         # Last, so that it overrides the streaming updates above.
         with m.If(start):
             m.d.sync += [state.active.eq(1), w_addr.eq(first >> 3), state.lane.eq(0),
-                         state.entry.eq(0), state.remaining.eq(per_oc), state.lane_sum.eq(0),
-                         read_end.eq(first + per_oc), read_lanes.eq(1)]
+                         state.entry.eq(0), state.remaining.eq(per_oc), state.lane_sum.eq(0)]
 
     def _copy_words(self, m, s, start, first, read_end, w_addr, w_read, coef_wr, finish_lane):
         """Several lanes: 8 bytes a cycle in, one entry (up to 9 bytes) a cycle out at most.
