@@ -594,13 +594,13 @@ class KpuEngine(wiring.Component):
                          nxt.slot.eq(Mux(wrap, 0, chan.slot + 1)), nxt.ch.eq(chan.ch + 1)]
             return nxt
 
-        g_next = next_chan(g_chan, "g_next")
         c_next = next_chan(c_chan, "c_next")
         with m.If(layer_start):
             m.d.sync += [g_chan.addr.eq(d.image_src_addr << log_lpw), g_chan.slot.eq(0),
                          g_chan.ch.eq(0)]
         with m.If(group_done & dw):
-            m.d.sync += g_chan.eq(g_next)
+            # The feeder ended the group's last block back on g_chan: c_next is g_chan's next.
+            m.d.sync += g_chan.eq(c_next)
         with m.If(run_start):
             m.d.sync += [row_words.eq(0), e_chan.eq(g_chan), c_chan.eq(g_chan)]
 
@@ -715,7 +715,8 @@ class KpuEngine(wiring.Component):
         with m.If(run_start):
             m.d.sync += [x_valid.eq(0), flush_pending.eq(0)]
 
-        # Stage S1 (registered emitter output).
+        # Stage S1: the emitter's column as it leaves (not registered: the window stage's
+        # registers follow).
         ColMeta = data.StructLayout({
             "x": range(WMAX + 1), "slot": range(ACC_ROWS), "e": 11, "first_e": 1, "last_e": 1,
             "last_x": 1,
@@ -725,11 +726,11 @@ class KpuEngine(wiring.Component):
         s1_col = Signal(data.ArrayLayout(8, R_MAX))
         s1_meta = Signal(ColMeta)
         x_pos = x_meta.k * B + cx
-        m.d.sync += [s1_valid.eq(emitting), s1_flush.eq(flush_pending)]
+        m.d.comb += [s1_valid.eq(emitting), s1_flush.eq(flush_pending)]
         # Rows a 3×3 sweep does not use must not disturb the window: keep them at 0.
-        m.d.sync += [s1_col[r].eq(xbuf[r][:8] if r < 3 else Mux(k3, 0, xbuf[r][:8]))
+        m.d.comb += [s1_col[r].eq(xbuf[r][:8] if r < 3 else Mux(k3, 0, xbuf[r][:8]))
                      for r in range(R_MAX)]
-        m.d.sync += [s1_meta.x.eq(x_pos), s1_meta.slot.eq(x_meta.slot), s1_meta.e.eq(x_meta.e),
+        m.d.comb += [s1_meta.x.eq(x_pos), s1_meta.slot.eq(x_meta.slot), s1_meta.e.eq(x_meta.e),
                      s1_meta.first_e.eq(x_meta.e == 0),
                      s1_meta.last_e.eq(x_meta.last_e),
                      s1_meta.last_x.eq(x_meta.last_block & (cx == x_meta.ncols - 1))]
