@@ -92,8 +92,9 @@ def test_depthwise(kernel_size):
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_one_column_map(config, kernel_size, seed):
     """A map one pixel wide: every entry accumulates into the same word, and a 3×3 group's last
-    two windows reach the accumulators on consecutive cycles (the engine forwards the word it
-    writes; the block RAM's read of it is undefined, and poisoned in simulation). Most outputs
+    two windows would reach the accumulators on consecutive cycles (the engine delays the
+    flush's window a cycle: the block RAM's read of a word being written is undefined, and
+    poisoned in simulation). Most outputs
     of a random layer saturate, so a wrong accumulator shows in few bytes: hence six seeds."""
     rng = random.Random(f"one-column-{config}-{kernel_size}-{seed}")
     kpu = make_kpu(config)
