@@ -30,7 +30,7 @@ from .featuremap import LINE_BYTES
 from .layouts import (ActSegmentLayout, BatchNormLayout, DESCRIPTOR_WORDS, DescriptorLayout,
                       GatewareReason, REASON_BITS, WORD_BITS)
 from .mac import LATENCY as MAC_LATENCY
-from .mac import TAPS, MacArray
+from .mac import TAPS, AccumulateAdd, MacArray
 from .post import ACC_BITS
 from .widemul import dsp_count
 
@@ -771,10 +771,18 @@ class KpuEngine(wiring.Component):
                      xsum_rd.addr.eq(acc_addr(s3_meta.slot, s3_meta.x)),
                      acc_wr.addr.eq(acc_addr(s4_meta.slot, s4_meta.x)),
                      xsum_wr.addr.eq(acc_addr(s4_meta.slot, s4_meta.x))]
-        for j in range(P):
-            m.d.comb += acc_wr.data[j].eq(Mux(s4_meta.first_e, 0, acc_rd.data[j]) + mac.sums[j])
-        m.d.comb += [xsum_wr.data.eq(Mux(s4_meta.first_e, 0, xsum_rd.data) + mac.x_sum),
-                     acc_wr.en.eq(s4_valid), xsum_wr.en.eq(s4_valid)]
+        # The first entry of an output starts its sums, the others add to them. With one lane
+        # on iCE40 the UP5K's two SB_MAC16 left over (five for the products, one for the
+        # serial post) do the adding, as adders with a load (:class:`.mac.AccumulateAdd`).
+        add_platform = self._platform if P == 1 else None
+        for n, (rd, wr, add) in enumerate(
+                [(acc_rd.data[j], acc_wr.data[j], mac.sums[j]) for j in range(P)]
+                + [(xsum_rd.data, xsum_wr.data, mac.x_sum)]):
+            adder = AccumulateAdd(len(wr), platform=add_platform)
+            m.submodules[f"accumulate{n}"] = adder
+            m.d.comb += [adder.acc.eq(rd), adder.add.eq(add), adder.first.eq(s4_meta.first_e),
+                         wr.eq(adder.o)]
+        m.d.comb += [acc_wr.en.eq(s4_valid), xsum_wr.en.eq(s4_valid)]
         with m.If(s4_valid & s4_meta.last_e & s4_meta.last_x):
             m.d.sync += rows_done.eq(rows_done + 1)
 
