@@ -435,6 +435,37 @@ def test_interrupt_mask_clear_and_fifo_flush():
     sim.run()
 
 
+def test_fifo_low_interrupt_follows_threshold():
+    """INT_RAW bit 2 is ``FIFO words <= FIFO_THRESHOLD``, for thresholds wider than the level
+    too. Words queue while a layer runs (the engine takes the next descriptor only when idle)."""
+    from amaranth.sim import Simulator
+    from nangua.hdl.kpu.kpu import INT_FIFO_LOW, Register
+    from nangua.sim.kpu import read_register, write_register
+    kpu = make_kpu("l2w16")
+    words = _valid_layer().to_words()
+
+    async def bench(ctx):
+        for word in words:
+            await write_register(ctx, kpu, Register.LAYER_FIFO, word)
+        for _ in range(CHECK_LATENCY + 6):
+            await ctx.tick()
+        for word in words[:5]:
+            await write_register(ctx, kpu, Register.LAYER_FIFO, word)
+        status = await read_register(ctx, kpu, Register.STATUS)
+        assert status & 1 and (status >> 16) & 0xFFFF == 5      # running, five words queued
+        for threshold, low in [(4, 0), (5, 1), (0, 0), (6, 1), (0x20, 1), (0x8000, 1),
+                               (0x8004, 1)]:
+            await write_register(ctx, kpu, Register.FIFO_THRESHOLD, threshold)
+            assert await read_register(ctx, kpu, Register.FIFO_THRESHOLD) == threshold
+            raw = await read_register(ctx, kpu, Register.INT_RAW)
+            assert bool(raw & INT_FIFO_LOW) == bool(low), hex(threshold)
+
+    sim = Simulator(kpu)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def test_dsp_budget_goes_to_post_products_first():
     """On ECP5 the post pipeline's wide products take their MULT18X18D first, the MAC array
     the rest of the budget; a budget below the post pipeline's needs is refused."""
