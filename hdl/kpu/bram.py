@@ -39,10 +39,7 @@ class BlockRam(wiring.Component):
     - a read of the word being written in the same cycle gives **undefined** data (the iCE40
       block RAM promises nothing). With ``platform=None`` the behavioural twin returns that word
       inverted, so that a design depending on it fails its simulations. Contents start undefined
-      (the twin: zero);
-    - except on the read ports listed in ``transparent``: they return the word being written.
-      On iCE40 the port forwards it (a register of the word and one of the address match);
-      elsewhere the memory's own transparent port does (ECP5 block RAM has one).
+      (the twin: zero).
 
     Parameters
     ----------
@@ -55,9 +52,6 @@ class BlockRam(wiring.Component):
         for one enable bit.
     read_ports : int
         1..8.
-    transparent : tuple of int
-        Read ports that see the word written in the same cycle; only with one write enable
-        (``granularity=None``).
     platform : platform, family name or None
 
     Members
@@ -71,18 +65,10 @@ class BlockRam(wiring.Component):
         On a parameter out of range, e.g. ``"Depth must be an integer in 1..65536, not 0"``.
     """
 
-    def __init__(self, *, shape, depth, granularity=None, read_ports=1, transparent=(),
-                 platform=None):
+    def __init__(self, *, shape, depth, granularity=None, read_ports=1, platform=None):
         with checking(self):
             _check_int("Depth", depth, 1, 1 << 16)
             _check_int("Read ports", read_ports, 1, 8)
-            if not set(transparent) <= set(range(read_ports)):
-                raise ValueError(f"Transparent read ports must be among 0..{read_ports - 1}, "
-                                 f"not {tuple(transparent)!r}")
-            if transparent and granularity is not None:
-                raise ValueError("Transparent read ports need one write enable "
-                                 "(granularity=None)")
-        self._transparent = frozenset(transparent)
         self._ice40 = platform is not None and platform_family(platform) == "ice40"
         self._poison = platform is None
         self._depth = depth
@@ -105,10 +91,9 @@ class BlockRam(wiring.Component):
             m.d.comb += [wr.addr.eq(self.wr.addr), wr.data.eq(self.wr.data),
                          wr.en.eq(self.wr.en)]
             for n, port in enumerate(self.rd):
-                rd = self.memory.read_port(
-                    transparent_for=(wr,) if n in self._transparent else ())
+                rd = self.memory.read_port()
                 m.d.comb += [rd.addr.eq(port.addr), rd.en.eq(port.en)]
-                if not self._poison or n in self._transparent:
+                if not self._poison:
                     m.d.comb += port.data.eq(rd.data)
                     continue
                 collided = Signal()
@@ -156,13 +141,5 @@ class BlockRam(wiring.Component):
                         i_WADDR=w_addr,
                         i_WDATA=w_data[bits],
                         i_MASK=mask[bits])
-            data = Array(words)[row_read][:width]
-            if n in self._transparent:
-                forward = Signal(name=f"rd{n}_forward")
-                written = Signal(width, name=f"rd{n}_written")
-                with m.If(port.en):
-                    m.d.sync += [forward.eq(write & (port.addr == self.wr.addr)),
-                                 written.eq(w_data[:width])]
-                data = Mux(forward, written, data)
-            m.d.comb += port.data.eq(data)
+            m.d.comb += port.data.eq(Array(words)[row_read][:width])
         return m

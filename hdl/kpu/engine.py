@@ -31,7 +31,7 @@ from .featuremap import LINE_BYTES
 from .layouts import (ActSegmentLayout, BatchNormLayout, DESCRIPTOR_WORDS, DescriptorLayout,
                       GatewareReason, REASON_BITS, WORD_BITS)
 from .mac import LATENCY as MAC_LATENCY
-from .mac import TAPS, MacArray
+from .mac import TAPS, AccumulateAdd, MacArray
 from .post import ACC_BITS
 from .widemul import dsp_count
 
@@ -360,14 +360,12 @@ class KpuEngine(wiring.Component):
         coef_wr, coef_rd = coef.wr, coef.rd[0]
         # Read ports: 0 for the accumulation, 1 for the post stage, which reads only rows whose
         # accumulation is done. A column reads its accumulators (S3) while the one before
-        # writes (S4); they are the same words on a one-column map, when a 3×3 group's flush
-        # emits the last entry's window right after the one before it: port 0 is transparent.
+        # writes (S4); two windows in a row never go to the same word (see ``flush_late``).
         m.submodules.acc = acc = BlockRam(
             shape=data.ArrayLayout(self.acc_bits, P), depth=ACC_ROWS * WMAX, read_ports=2,
-            transparent=(0,), platform=self._platform)
+            platform=self._platform)
         m.submodules.xsum = xsum = BlockRam(shape=self.x_sum_bits, depth=ACC_ROWS * WMAX,
-                                            read_ports=2, transparent=(0,),
-                                            platform=self._platform)
+                                            read_ports=2, platform=self._platform)
         acc_wr, acc_rd, acc_post = acc.wr, acc.rd[0], acc.rd[1]
         xsum_wr, xsum_rd, xsum_post = xsum.wr, xsum.rd[0], xsum.rd[1]
 
@@ -754,6 +752,13 @@ class KpuEngine(wiring.Component):
             m.d.sync += [s2_valid.eq(1), s2_meta.eq(meta)]
             m.d.sync += [s2_taps[t].eq(taps[t]) for t in range(TAPS)]
 
+        # On a one-column map the flush's window (x = 0) would follow the window before it (the
+        # previous entry's, also x = 0) on the next cycle, to the same accumulators, which the
+        # block RAM cannot read while they are written (S3 against S4): it waits a cycle.
+        flush_late = Signal()
+        flush_now = Signal()
+        m.d.sync += flush_late.eq(s1_flush)
+        m.d.comb += flush_now.eq(Mux(pend_meta.x == 0, flush_late, s1_flush))
         col3 = Signal(data.ArrayLayout(8, 3))
         m.d.comb += [col3[r].eq(s1_col[r]) for r in range(3)]
         with m.If(k3):
@@ -766,7 +771,7 @@ class KpuEngine(wiring.Component):
                 with m.Else():
                     emit_window(win_l, win_m, col3, pend_meta)
                     m.d.sync += [win_l.eq(win_m), win_m.eq(col3), pend_meta.eq(s1_meta)]
-            with m.If(s1_flush & pend_valid):
+            with m.If(flush_now & pend_valid):
                 emit_window(win_l, win_m, pad_col, pend_meta)
                 m.d.sync += pend_valid.eq(0)
         with m.Else():
@@ -803,10 +808,18 @@ class KpuEngine(wiring.Component):
                      xsum_rd.addr.eq(acc_addr(s3_meta.slot, s3_meta.x)),
                      acc_wr.addr.eq(acc_addr(s4_meta.slot, s4_meta.x)),
                      xsum_wr.addr.eq(acc_addr(s4_meta.slot, s4_meta.x))]
-        for j in range(P):
-            m.d.comb += acc_wr.data[j].eq(Mux(s4_meta.first_e, 0, acc_rd.data[j]) + mac.sums[j])
-        m.d.comb += [xsum_wr.data.eq(Mux(s4_meta.first_e, 0, xsum_rd.data) + mac.x_sum),
-                     acc_wr.en.eq(s4_valid), xsum_wr.en.eq(s4_valid)]
+        # The first entry of an output starts its sums, the others add to them. With one lane
+        # on iCE40 the UP5K's two SB_MAC16 left over (five for the products, one for the
+        # serial post) do the adding, as adders with a load (:class:`.mac.AccumulateAdd`).
+        add_platform = self._platform if P == 1 else None
+        for n, (rd, wr, add) in enumerate(
+                [(acc_rd.data[j], acc_wr.data[j], mac.sums[j]) for j in range(P)]
+                + [(xsum_rd.data, xsum_wr.data, mac.x_sum)]):
+            adder = AccumulateAdd(len(wr), platform=add_platform)
+            m.submodules[f"accumulate{n}"] = adder
+            m.d.comb += [adder.acc.eq(rd), adder.add.eq(add), adder.first.eq(s4_meta.first_e),
+                         wr.eq(adder.o)]
+        m.d.comb += [acc_wr.en.eq(s4_valid), xsum_wr.en.eq(s4_valid)]
         with m.If(s4_valid & s4_meta.last_e & s4_meta.last_x):
             m.d.sync += rows_done.eq(rows_done + 1)
 
@@ -825,7 +838,7 @@ class KpuEngine(wiring.Component):
 
         compute_idle = Signal()
         m.d.comb += compute_idle.eq(~feeding & (fill_state == 0) & ~x_valid & ~flush_pending
-                                    & ~a_valid & ~b_valid & ~s1_valid & ~s1_flush
+                                    & ~a_valid & ~b_valid & ~s1_valid & ~s1_flush & ~flush_late
                                     & ~s2_valid & ~Cat(v for v, _ in metas[1:]).any())
         started = Signal()
         with m.If(run_start):

@@ -45,7 +45,10 @@ class BlockRamFifo(wiring.Component):
             _check_int("FIFO width", width, 1, 256)
             _check_int("FIFO depth", depth, 1, 4096)
         self._depth = depth
-        self._ram = BlockRam(shape=width, depth=depth, platform=platform)
+        # The pointers wrap at a power of two (plain counters, no compare with the depth);
+        # ``level`` still holds the FIFO to ``depth`` words.
+        self._ring = 1 << (depth - 1).bit_length()
+        self._ram = BlockRam(shape=width, depth=self._ring, platform=platform)
         super().__init__({
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
             "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
@@ -58,10 +61,10 @@ class BlockRamFifo(wiring.Component):
         depth = self._depth
 
         def after(pointer):
-            return Mux(pointer == depth - 1, 0, pointer + 1)
+            return (pointer + 1)[:len(pointer)]
 
-        write_at = Signal(range(depth))
-        read_at = Signal(range(depth))          # the head
+        write_at = Signal(range(self._ring))
+        read_at = Signal(range(self._ring))     # the head
         level = Signal(range(depth + 1))
         readable = Signal(range(depth + 1))     # words written before the last cycle, not read
         write = Signal()

@@ -18,7 +18,7 @@ offset name               acc. meaning
 0x30   FIFO_DATA_OUT      R    0: there is no main-memory output DMA
 0x38   FIFO_CTRL          W    bit 0 drops every queued descriptor word
 0x40   EIGHT_BIT_MODE     RW   1 (reset) 8-bit weights; 0 rejects layers (``CONFIG_LIMIT``)
-0x48   STATUS             R    bit 0 busy, [31:16] FIFO words, [63:32] layers finished
+0x48   STATUS             R    bit 0 busy, [31:16] FIFO words, [47:32] layers finished mod 2¹⁶
 0x50   ERROR              R    bit 0 a layer was rejected since the last clear of INT_RAW
                                bit 1, [15:8] reason code (:class:`.layouts.GatewareReason`)
 ====== ================== ==== ============================================================
@@ -255,7 +255,7 @@ class Kpu(wiring.Component):
         int_mask = Signal(3, init=INT_FIFO_LOW)
         threshold = Signal(16)
         eight_bit = Signal(init=1)
-        layers_done = Signal(32)
+        layers_done = Signal(16)            # wraps: a host compares two readings
         error_reason = Signal(REASON_BITS)
         flush = Signal()
         draining = Signal()
@@ -263,7 +263,12 @@ class Kpu(wiring.Component):
         m.d.comb += engine.eight_bit_mode.eq(eight_bit)
         raw = Signal(3)
         int_status = Signal(3)
-        m.d.comb += [raw.eq(Cat(int_raw, desc_fifo.level <= threshold)),
+        # The level is narrower than the threshold: compare only its bits (a carry chain each).
+        level_bits = len(desc_fifo.level)
+        fifo_low = Signal()
+        m.d.comb += fifo_low.eq((threshold[level_bits:] != 0)
+                                | (desc_fifo.level <= threshold[:level_bits]))
+        m.d.comb += [raw.eq(Cat(int_raw, fifo_low)),
                      int_status.eq(raw & ~int_mask),
                      self.irq.eq(int_status.any())]
 

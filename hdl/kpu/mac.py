@@ -8,14 +8,15 @@ multipliers. The primitives are simulated by behavioural twins of the same ports
 (``sim_primitives``), so the simulator checks the wiring around them.
 """
 
-from amaranth.hdl import Cat, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.hdl import Cat, ClockSignal, Elaboratable, Instance, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import checking, platform_family
 from .widemul import Ecp5Mult18x18D
 
-__all__ = ["TAPS", "PRODUCT_BITS", "LANE_SUM_BITS", "TAP_SUM_BITS", "sb_mac16", "MacArray"]
+__all__ = ["TAPS", "PRODUCT_BITS", "LANE_SUM_BITS", "TAP_SUM_BITS", "adder_tree", "sb_mac16",
+           "AccumulateAdd", "MacArray"]
 
 #: Taps of one 3×3 window (also the 9 input channels a 1×1 step takes).
 TAPS = 9
@@ -28,13 +29,33 @@ TAP_SUM_BITS = 12
 LATENCY = 2
 
 
+def adder_tree(m, values, name):
+    """The sum of ``values`` as a balanced tree of two-operand adders, combinational.
+
+    Each partial sum is a ``keep`` signal so that Yosys's ``alumacc`` does not merge the tree
+    into one multi-operand ``$macc``: that maps to carry-save full adders, two LUTs per bit
+    per operand removed, where a carry-chain adder takes one logic cell per bit (iCE40: 9
+    products summed, 242 LUTs against 135 cells of LUT and carry)."""
+    level = [Value.cast(v) for v in values]
+    n = 0
+    while len(level) > 1:
+        pairs = []
+        for a, b in zip(level[::2], level[1::2]):
+            s = Signal(max(len(a), len(b)) + 1, name=f"{name}_t{n}", attrs={"keep": 1})
+            m.d.comb += s.eq(a + b)
+            pairs.append(s)
+            n += 1
+        level = pairs + level[len(pairs) * 2:]
+    return level[0]
+
+
 def sb_mac16(*, a, b, o, ce, **params):
     """An iCE40 SB_MAC16 computing ``a × b`` on ``o`` as the multiplier ``params`` (``p_...``)
-    configure it: no input registers, no C/D operands, no accumulator or adder in use, no holds,
-    and no resets (the primitive's resets are asynchronous; its users qualify its results with
-    valid flags of their own)."""
-    return Instance(
-        "SB_MAC16", **params,
+    configure it. Unless ``params`` say otherwise (ports ``i_...`` too): no input registers, no
+    C/D operands, no accumulator or adder in use, no loads, no holds, and no resets (the
+    primitive's resets are asynchronous; its users qualify its results with valid flags of
+    their own)."""
+    ports = dict(
         p_A_REG=0, p_B_REG=0, p_C_REG=0, p_D_REG=0,
         p_TOPADDSUB_LOWERINPUT=0, p_TOPADDSUB_UPPERINPUT=0, p_TOPADDSUB_CARRYSELECT=0,
         p_BOTADDSUB_LOWERINPUT=0, p_BOTADDSUB_UPPERINPUT=0, p_BOTADDSUB_CARRYSELECT=0,
@@ -45,6 +66,49 @@ def sb_mac16(*, a, b, o, ce, **params):
         i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
         i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
         o_O=o)
+    ports.update(params)
+    return Instance("SB_MAC16", **ports)
+
+
+class AccumulateAdd(Elaboratable):
+    """``o = add if first else acc + add``, combinational, ``width`` bits (1..32) modulo
+    2^width.
+
+    With an iCE40 platform, an SB_MAC16 with its multipliers bypassed: its two 16-bit adders
+    chained into one 32-bit adder (``{A, B} + {C, D}``) and its output load (``OLOAD``)
+    passing ``{C, D}`` unchanged when ``first``, so no logic cell is needed (a LUT4 can zero
+    ``acc`` or add, not both: two cells a bit). Otherwise behavioural.
+    """
+    def __init__(self, width, platform=None):
+        with checking(self):
+            if not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= 32:
+                raise ValueError(f"Width must be an integer in 1..32, not {width!r}")
+        self.platform = platform
+        self.acc = Signal(width)
+        self.add = Signal(width)
+        self.first = Signal()
+        self.o = Signal(width)
+
+    def elaborate(self, platform):
+        m = Module()
+        if platform_family(self.platform) != "ice40":
+            m.d.comb += self.o.eq(Mux(self.first, 0, self.acc) + self.add)
+            return m
+        acc, add, o = Signal(32), Signal(32), Signal(32)
+        m.d.comb += [acc.eq(self.acc), add.eq(self.add)]
+        m.submodules.add = sb_mac16(
+            a=acc[16:], b=acc[:16], o=o, ce=1,
+            p_MODE_8x8=1, p_A_SIGNED=0, p_B_SIGNED=0,
+            p_TOP_8x8_MULT_REG=0, p_BOT_8x8_MULT_REG=0,
+            p_PIPELINE_16x16_MULT_REG1=0, p_PIPELINE_16x16_MULT_REG2=0,
+            # Lower inputs A and B (not a product), upper inputs C and D; the bottom adder's
+            # carry goes into the top one; the (unregistered) adder outputs.
+            p_TOPADDSUB_LOWERINPUT=0, p_TOPADDSUB_UPPERINPUT=1, p_TOPADDSUB_CARRYSELECT=0b10,
+            p_BOTADDSUB_LOWERINPUT=0, p_BOTADDSUB_UPPERINPUT=1, p_BOTADDSUB_CARRYSELECT=0,
+            p_TOPOUTPUT_SELECT=0, p_BOTOUTPUT_SELECT=0,
+            i_C=add[16:], i_D=add[:16], i_OLOADTOP=self.first, i_OLOADBOT=self.first)
+        m.d.comb += self.o.eq(o)
+        return m
 
 
 class Ice40Mul8x8Pair(Elaboratable):
@@ -171,8 +235,8 @@ class MacArray(wiring.Component):
                 m.d.comb += [mul.a.eq(self.x[t]), mul.b.eq(self.w[j][t]),
                              products[j][t].eq(mul.p)]
         x_sum = Signal(TAP_SUM_BITS)
-        m.d.sync += x_sum.eq(sum(self.x[t] for t in range(TAPS)))
+        m.d.sync += x_sum.eq(adder_tree(m, [self.x[t] for t in range(TAPS)], "x_sum"))
         m.d.sync += self.x_sum.eq(x_sum)
         for j in range(self._lanes):
-            m.d.sync += self.sums[j].eq(sum(products[j]))
+            m.d.sync += self.sums[j].eq(adder_tree(m, products[j], f"sum_{j}"))
         return m
