@@ -1,8 +1,9 @@
 """Bit-serial arithmetic of the KPU engine: the descriptor check and the conv stage's constant
 terms, built from shift-add steps instead of parallel multipliers.
 
-- :class:`DescriptorCheck`: the reason code of a latched descriptor (the order of
-  :func:`.model.check`, then this configuration's limits) and ``add_term = arg_add · G``.
+- :class:`DescriptorCheck`: latches a descriptor's words, keeping only what the engine and the
+  check need, then gives its reason code (the order of :func:`.model.check`, then this
+  configuration's limits) and ``add_term = arg_add · G`` (modulo ``2**ACC_BITS``).
 - :class:`WeightTerms`: ``w_term = (arg_w · Σw) >> shr_w`` of every lane.
 
 Both run their products in lockstep, one multiplier bit a cycle (radix 2, least significant
@@ -15,14 +16,16 @@ a step shifts it out, into one flag a comparison, and a multiplier that is a fie
 its 1 bit-serially too (no incrementer).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import checking
 from .compare import gt_const
-from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType, _check_int, pool_stride
-from .layouts import DescriptorLayout, GatewareReason, REASON_BITS
+from .descriptor import (ACT_TABLE_BYTES, BN_ENTRY_BYTES, FIELDS, PoolType, _check_int, pool_stride)
+from .layouts import (DESCRIPTOR_WORDS, DescriptorLayout, GatewareReason, REASON_BITS, WORD_BITS,
+                      WORD_LAYOUTS)
+from .post import ACC_BITS
 
 __all__ = ["CHECK_STEPS", "CHECK_LATENCY", "DescriptorCheck", "WeightTerms", "config_limited"]
 
@@ -32,6 +35,16 @@ CHECK_STEPS = 11
 #: Bits of a channel block's lines (``channel_switch_addr``) once LAYOUT has passed: fewer than
 #: 16 lines a row, at most 512 rows.
 BLOCK_LINE_BITS = (15 * 512).bit_length()
+#: Bits of ``dma_total_byte`` (value − 1) once LAYOUT has passed: at most 65536 bytes a channel,
+#: 1024 channels.
+TOTAL_BYTE_BITS = (65536 * 1024 - 1).bit_length()
+#: Fields the check only tests against the value each must have (for UNSUPPORTED_MODE, in the
+#: order of :func:`.model.check`): each word keeps one flag for its fields, not the fields.
+SUPPORTED_VALUES = {"first_stride": 0, "bypass_conv": 0, "pad_type": 0, "ram_flag": 0,
+                    "full_add": 0, "coef_column_offset": 0, "coef_row_offset": 0,
+                    "coef_size": 0, "load_para": 1, "load_coor": 1, "load_act": 1}
+#: Fields nothing reads (accepted whatever their value, see :func:`.model.check`).
+IGNORED_FIELDS = ("dma_burst_size", "send_data_out")
 #: Cycles from ``start`` to ``done`` of :class:`DescriptorCheck`: the cycle of ``start`` (the
 #: descriptor is being latched), the step that adds the initial values, the multiplier steps,
 #: then the cycle that compares and registers the reason.
@@ -152,7 +165,14 @@ class _ShiftAdd:
 
 
 class DescriptorCheck(wiring.Component):
-    """Reason code of a layer descriptor, over :data:`CHECK_LATENCY` cycles.
+    """Latched descriptor and its reason code, over :data:`CHECK_LATENCY` cycles.
+
+    The words are latched as they come, each reduced to what the engine and the check need:
+    fields the check only tests (:data:`SUPPORTED_VALUES`) become one flag a word, and fields
+    wider than any value that can pass (addresses, ``dma_total_byte``, ...) keep their low bits
+    plus one flag a word for the bits above, set when they are not 0 (their layer fails with
+    the reason the model gives); ``arg_add`` keeps the :data:`.post.ACC_BITS` bits the
+    accumulators keep. :attr:`latched_layout` lists what is kept.
 
     The nine products the checks need (layout sizes, weight loads, map and weight ends, some
     with a descriptor field added) and ``arg_add · G`` are computed by as many shift-add
@@ -180,21 +200,31 @@ class DescriptorCheck(wiring.Component):
 
     Members
     -------
-    desc : In(DescriptorLayout)
-        The descriptor; must hold still from the cycle after ``start`` until ``done``.
+    word : In(WORD_BITS)
+        A descriptor word.
+    index : In(range(DESCRIPTOR_WORDS))
+        Its place in the descriptor.
+    load : In(1)
+        Latch ``word`` as word ``index``. Not while a check is under way; may come with
+        ``start``.
+    desc : Out(latched_layout)
+        The latched fields (``minus_one`` fields as ``value − 1``, as in the words). A narrowed
+        field is the value itself once the check has passed.
     eight_bit_mode : In(1)
-        0 (16-bit weights) gives ``CONFIG_LIMIT``; must hold still like ``desc``.
+        0 (16-bit weights) gives ``CONFIG_LIMIT``; must hold still from the cycle after
+        ``start`` until ``done``.
     start : In(1)
-        Begin a check (any check under way is abandoned).
+        Begin a check of the words latched (any check under way is abandoned).
     done : Out(1)
         One-cycle pulse :data:`CHECK_LATENCY` cycles after ``start``.
     reason : Out(REASON_BITS)
         A :class:`.layouts.GatewareReason`: the first failing check in the order of
         :func:`.model.check`, then ``CONFIG_LIMIT``; ``OK`` if none. Valid from ``done`` until
         the next ``start``.
-    add_term : Out(signed(51))
-        ``arg_add · G`` (``G`` = input channels, 1 when depthwise), exact; valid like
-        ``reason``, whatever the reason.
+    add_term : Out(signed(ACC_BITS + CHECK_STEPS))
+        ``arg_add · G`` (``G`` = input channels, 1 when depthwise) modulo ``2**ACC_BITS`` (the
+        product of ``arg_add`` wrapped to :data:`.post.ACC_BITS` bits); valid like ``reason``,
+        whatever the reason.
     """
 
     def __init__(self, *, ram_lines, weight_bytes, max_width, max_entries):
@@ -207,18 +237,85 @@ class DescriptorCheck(wiring.Component):
         self._weight_bytes = weight_bytes
         self._max_width = max_width
         self._max_entries = max_entries
-        add_shape = signed(DescriptorLayout["arg_add"].shape.width + CHECK_STEPS)
+        # Kept bits of the narrowed fields: a map's first line is below ram_lines, a table's or
+        # the weights' first byte below weight_bytes (else its range check fails).
+        ram_addr_bits = max(1, (ram_lines - 1).bit_length())
+        weight_addr_bits = max(1, (weight_bytes - 1).bit_length())
+        self._kept_bits = {
+            "kernel_type": 1,                                 # 2..7: KERNEL_TYPE
+            "image_src_addr": ram_addr_bits, "image_dst_addr": ram_addr_bits,
+            "bwsx_base_addr": weight_addr_bits, "para_start_addr": weight_addr_bits,
+            "active_addr": weight_addr_bits,
+            "channel_switch_addr": BLOCK_LINE_BITS, "wb_channel_switch_addr": BLOCK_LINE_BITS,
+            "dma_total_byte": TOTAL_BYTE_BITS,
+            "arg_add": ACC_BITS,
+        }
+        fields = {}
+        for field in FIELDS:
+            if field.name in SUPPORTED_VALUES or field.name in IGNORED_FIELDS:
+                continue
+            width = min(field.width, self._kept_bits.get(field.name, field.width))
+            fields[field.name] = signed(width) if field.signed else unsigned(width)
+        self._latched_layout = data.StructLayout(fields)
         super().__init__({
-            "desc": In(DescriptorLayout),
+            "word": In(WORD_BITS),
+            "index": In(range(DESCRIPTOR_WORDS)),
+            "load": In(1),
+            "desc": Out(self._latched_layout),
             "eight_bit_mode": In(1),
             "start": In(1),
             "done": Out(1),
             "reason": Out(REASON_BITS),
-            "add_term": Out(add_shape),
+            "add_term": Out(signed(ACC_BITS + CHECK_STEPS)),
         })
+
+    latched_layout = property(lambda self: self._latched_layout)
+
+    def _latch(self, m):
+        """Latch each word's kept bits, and its flags: {reason: [flag of each word]}."""
+        R = GatewareReason
+        flags = {}
+        for index, word_layout in enumerate(WORD_LAYOUTS):
+            word = data.View(word_layout, self.word)
+            # Conditions of this word that make the layer fail, by reason.
+            conditions = {}
+
+            def fails(reason, condition):
+                conditions[reason] = conditions.get(reason, Const(0)) | condition
+
+            for name, _ in word_layout:
+                value = Value.cast(word[name])
+                if name in SUPPORTED_VALUES:
+                    fails(R.UNSUPPORTED_MODE, value != SUPPORTED_VALUES[name])
+                elif name in IGNORED_FIELDS:
+                    continue
+                else:
+                    kept = len(Value.cast(self.desc[name]))
+                    with m.If(self.load & (self.index == index)):
+                        m.d.sync += self.desc[name].eq(value[:kept])
+                    if name == "kernel_type":
+                        fails(R.KERNEL_TYPE, value[kept:] != 0)
+                    elif name in ("image_src_addr", "image_dst_addr"):
+                        fails(R.SRC_RANGE if name == "image_src_addr" else R.DST_RANGE,
+                              value[kept:] != 0)
+                    elif name in ("bwsx_base_addr", "active_addr"):   # also 8-byte aligned
+                        fails(R.WEIGHT_RANGE, (value[kept:] != 0) | (value[:3] != 0))
+                    elif name == "para_start_addr":
+                        fails(R.WEIGHT_RANGE, value[kept:] != 0)
+                    elif name in ("channel_switch_addr", "wb_channel_switch_addr",
+                                  "dma_total_byte"):
+                        fails(R.LAYOUT, value[kept:] != 0)
+                    # arg_add: the bits above ACC_BITS do not change add_term's kept bits.
+            for reason, condition in conditions.items():
+                flag = Signal(name=f"chk_word{index}_{R(reason).name.lower()}")
+                with m.If(self.load & (self.index == index)):
+                    m.d.sync += flag.eq(condition)
+                flags.setdefault(reason, []).append(flag)
+        return {reason: Cat(*word_flags).any() for reason, word_flags in flags.items()}
 
     def elaborate(self, platform):
         m = Module()
+        flags = self._latch(m)
         d = self.desc
         R = GatewareReason
 
@@ -266,7 +363,6 @@ class DescriptorCheck(wiring.Component):
         # ---- products, in lockstep: (multiplicand, multiplier, init) ------------------------
         # (a multiplier that is a field + 1 is given as _MinusOne(field))
         ram_bits = self._ram_lines.bit_length()
-        weight_bits = self._weight_bytes.bit_length()
         products = {
             "chsw": (row_len_in, H, None),                    # lines a channel block, input
             "wbchsw": (row_len_out, OH, None),                # the same, output
@@ -280,13 +376,13 @@ class DescriptorCheck(wiring.Component):
             # the result + PL reaches 1024.
             "loads": (d.load_time, PL, ~d.o_ch_num),
             # the map's end line (the channel_switch_addr fields are the layout's lines a block
-            # once LAYOUT has passed, so their top bits are 0 and the products exact)
-            "src_end": (d.channel_switch_addr[:BLOCK_LINE_BITS], _MinusOne(in_blocks_m1),
+            # once LAYOUT has passed; from bit ram_bits up they alone put the end past the RAM)
+            "src_end": (d.channel_switch_addr[:ram_bits], _MinusOne(in_blocks_m1),
                         d.image_src_addr),
-            "dst_end": (d.wb_channel_switch_addr[:BLOCK_LINE_BITS], _MinusOne(out_blocks_m1),
+            "dst_end": (d.wb_channel_switch_addr[:ram_bits], _MinusOne(out_blocks_m1),
                         d.image_dst_addr),
-            # the end of the layer's weights, as far as the memory's bits go
-            "weights_end": (per_oc, OC, d.para_start_addr[:weight_bits]),
+            # the end of the layer's weights (para_start_addr's kept bits: a flag has the rest)
+            "weights_end": (per_oc, OC, d.para_start_addr),
             "add_term": (d.arg_add, g_ic, None),
         }
         # The check's results are compared bit-serially (below) and need no register of their
@@ -347,6 +443,7 @@ class DescriptorCheck(wiring.Component):
 
         def above(field, name, bits):
             """field < result, for values below 2^bits (at least CHECK_STEPS bits compared)."""
+            field = Cat(field, Const(0, max(bits - len(field), 0)))   # a narrowed field
             bit, other = mul[name].emitted, low_bit(field)
             low_lt = serial_flag(f"{name}_low_above", 0,
                                  lambda lt: Mux(other ^ bit, bit, lt))
@@ -354,11 +451,9 @@ class DescriptorCheck(wiring.Component):
             return _lt(field[CHECK_STEPS:CHECK_STEPS + upper], mul[name].acc[:upper], low_lt)
 
         # ---- comparisons (the cycle after the last step), first failure wins ---------------
-        unsupported = (d.first_stride | d.bypass_conv | d.pad_type | d.ram_flag | d.full_add
-                       | (d.coef_column_offset != 0) | (d.coef_row_offset != 0)
-                       | (d.coef_size != 0) | ~d.load_para | ~d.load_coor | ~d.load_act)
         # channel_byte_num = OW·OH makes channel_byte_num · O the real dma_total_byte check.
-        layout_ok = ((d.i_row_wid[6:] != 15) & (d.o_row_wid[6:] != 15)   # < 16 lines a row
+        layout_ok = (~flags[R.LAYOUT]                               # fields' bits too high
+                     & (d.i_row_wid[6:] != 15) & (d.o_row_wid[6:] != 15)   # < 16 lines a row
                      & (d.row_switch_addr == row_len_in) & equals("chsw", d.channel_switch_addr)
                      & (d.coef_group == groups_in)
                      & (d.wb_row_switch_addr == row_len_out)
@@ -381,31 +476,33 @@ class DescriptorCheck(wiring.Component):
         loads_ok = (equals("para", d.para_size)
                     & loads_carry & ~mul["loads"].acc.any()
                     & ((d.load_time != 0) | (d.o_ch_num_coef == d.o_ch_num)))
-        src_bad = exceeds("src_end", self._ram_lines)
-        dst_bad = exceeds("dst_end", self._ram_lines)
+        src_bad = (flags[R.SRC_RANGE] | (d.channel_switch_addr[ram_bits:] != 0)
+                   | exceeds("src_end", self._ram_lines))
+        dst_bad = (flags[R.DST_RANGE] | (d.wb_channel_switch_addr[ram_bits:] != 0)
+                   | exceeds("dst_end", self._ram_lines))
         # Reached only when both maps end inside the RAM: lines below 2^ram_bits.
         overlap = (above(d.image_src_addr, "dst_end", ram_bits)
                    & above(d.image_dst_addr, "src_end", ram_bits))
         # bwsx_base_addr + 8·O > size  ⇔  bwsx_base_addr // 8 + O − 1 ≥ size // 8 when
         # bwsx_base_addr is a multiple of 8 (else it is out of range anyway).
-        weights_bad = ((d.para_start_addr[weight_bits:] != 0)
+        # (Unaligned tables and addresses past the memory: flags[WEIGHT_RANGE].)
+        weights_bad = (flags[R.WEIGHT_RANGE]
                        | exceeds("weights_end", self._weight_bytes)
                        | _sum_exceeds(d.bwsx_base_addr[3:], d.o_ch_num,
                                       self._weight_bytes // BN_ENTRY_BYTES - 1)
                        # active_addr + 144 > size  ⇔  active_addr > size − 144
-                       | gt_const(d.active_addr, self._weight_bytes - ACT_TABLE_BYTES)
-                       | (d.bwsx_base_addr[:3] != 0) | (d.active_addr[:3] != 0))
+                       | gt_const(d.active_addr, self._weight_bytes - ACT_TABLE_BYTES))
         # Entries (config_limited): C for 3×3, ⌈C / 9⌉ for 1×1, 1 when depthwise.
         limits_bad = (gt_const(d.i_row_wid, self._max_width - 1)
                       | (~dw & Mux(k3, gt_const(d.i_ch_num, self._max_entries - 1),
                                    gt_const(d.i_ch_num, 9 * self._max_entries - 1)))
                       | ~self.eight_bit_mode)
         result = Signal(REASON_BITS)
-        with m.If(d.kernel_type[1:] != 0):
+        with m.If(flags[R.KERNEL_TYPE]):
             m.d.comb += result.eq(R.KERNEL_TYPE)
         with m.Elif(gt_const(d.pool_type, 9)):
             m.d.comb += result.eq(R.POOL_TYPE)
-        with m.Elif(unsupported):
+        with m.Elif(flags[R.UNSUPPORTED_MODE]):
             m.d.comb += result.eq(R.UNSUPPORTED_MODE)
         with m.Elif(dw & (C != OC)):
             m.d.comb += result.eq(R.CHANNELS)
