@@ -45,10 +45,18 @@ SUPPORTED_VALUES = {"first_stride": 0, "bypass_conv": 0, "pad_type": 0, "ram_fla
                     "coef_size": 0, "load_para": 1, "load_coor": 1, "load_act": 1}
 #: Fields nothing reads (accepted whatever their value, see :func:`.model.check`).
 IGNORED_FIELDS = ("dma_burst_size", "send_data_out")
+#: Fields only the check reads, one bit a step (a multiplier, or compared with a product): each
+#: is latched in a register of the check's own that shifts right a bit a step, so that the bit
+#: a step needs is bit 0 (no multiplexer of the step's bit).
+SHIFTED_FIELDS = ("o_ch_num_coef", "para_size", "dma_total_byte")
 #: Cycles from ``start`` to ``done`` of :class:`DescriptorCheck`: the cycle of ``start`` (the
 #: descriptor is being latched), the step that adds the initial values, the multiplier steps,
 #: then the cycle that compares and registers the reason.
 CHECK_LATENCY = CHECK_STEPS + 3
+
+#: The word of each field.
+_WORD_OF = {field.name: field.word for field in FIELDS}
+assert _WORD_OF["o_ch_num_coef"] == _WORD_OF["o_ch_num"]
 
 
 def config_limited(d, *, max_width, max_entries, eight_bit_mode=1):
@@ -88,6 +96,15 @@ class _MinusOne:
         self.value = value
 
 
+class _Shifting:
+    """A value in a register that shifts right one bit a step (the step for bit ``k`` sees bit
+    ``k`` as bit 0): a :class:`_ShiftAdd` multiplier (also inside :class:`_MinusOne`) or a
+    field compared with a product."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 class _ShiftAdd:
     """``init + multiplicand × multiplier`` for unsigned ``init``, in ``steps + 1`` steps.
 
@@ -105,6 +122,9 @@ class _ShiftAdd:
     def __init__(self, m, name, multiplicand, multiplier, steps, init=None, keep_low=True):
         minus_one = isinstance(multiplier, _MinusOne)
         if minus_one:
+            multiplier = multiplier.value
+        self._shifting = isinstance(multiplier, _Shifting)
+        if self._shifting:
             multiplier = multiplier.value
         if len(multiplier) + minus_one > steps:
             raise ValueError(f"{name}: a {len(multiplier) + minus_one}-bit multiplier needs more "
@@ -135,7 +155,7 @@ class _ShiftAdd:
         width = len(self.acc)
         shape = signed(width + 1) if self.acc.shape().signed else unsigned(width + 1)
         bit = self.multiplier_bit
-        given = self._multiplier.bit_select(k, 1)
+        given = self._multiplier[0] if self._shifting else self._multiplier.bit_select(k, 1)
         if self._carry is None:
             self._m.d.comb += bit.eq(given)
         else:
@@ -252,7 +272,7 @@ class DescriptorCheck(wiring.Component):
         }
         fields = {}
         for field in FIELDS:
-            if field.name in SUPPORTED_VALUES or field.name in IGNORED_FIELDS:
+            if field.name in (*SUPPORTED_VALUES, *IGNORED_FIELDS, *SHIFTED_FIELDS):
                 continue
             width = min(field.width, self._kept_bits.get(field.name, field.width))
             fields[field.name] = signed(width) if field.signed else unsigned(width)
@@ -271,10 +291,12 @@ class DescriptorCheck(wiring.Component):
 
     latched_layout = property(lambda self: self._latched_layout)
 
-    def _latch(self, m):
-        """Latch each word's kept bits, and its flags: {reason: [flag of each word]}."""
+    def _latch(self, m, step):
+        """Latch each word's kept bits, and its flags. Returns ``{reason: flag}`` (a flag of any
+        word set) and the registers of :data:`SHIFTED_FIELDS`, which shift right on ``step``."""
         R = GatewareReason
         flags = {}
+        shifted = {}
         for index, word_layout in enumerate(WORD_LAYOUTS):
             word = data.View(word_layout, self.word)
             # Conditions of this word that make the layer fail, by reason.
@@ -289,6 +311,13 @@ class DescriptorCheck(wiring.Component):
                     fails(R.UNSUPPORTED_MODE, value != SUPPORTED_VALUES[name])
                 elif name in IGNORED_FIELDS:
                     continue
+                elif name in SHIFTED_FIELDS:
+                    kept = min(len(value), self._kept_bits.get(name, len(value)))
+                    shifted[name] = register = Signal(kept, name=f"chk_{name}")
+                    with m.If(self.load & (self.index == index)):
+                        m.d.sync += register.eq(value[:kept])
+                    with m.Elif(step):
+                        m.d.sync += register.eq(register >> 1)
                 else:
                     kept = len(Value.cast(self.desc[name]))
                     with m.If(self.load & (self.index == index)):
@@ -302,22 +331,32 @@ class DescriptorCheck(wiring.Component):
                         fails(R.WEIGHT_RANGE, (value[kept:] != 0) | (value[:3] != 0))
                     elif name == "para_start_addr":
                         fails(R.WEIGHT_RANGE, value[kept:] != 0)
-                    elif name in ("channel_switch_addr", "wb_channel_switch_addr",
-                                  "dma_total_byte"):
+                    elif name in ("channel_switch_addr", "wb_channel_switch_addr"):
                         fails(R.LAYOUT, value[kept:] != 0)
                     # arg_add: the bits above ACC_BITS do not change add_term's kept bits.
+                if name == "dma_total_byte":
+                    fails(R.LAYOUT, value[kept:] != 0)
             for reason, condition in conditions.items():
                 flag = Signal(name=f"chk_word{index}_{R(reason).name.lower()}")
                 with m.If(self.load & (self.index == index)):
                     m.d.sync += flag.eq(condition)
                 flags.setdefault(reason, []).append(flag)
-        return {reason: Cat(*word_flags).any() for reason, word_flags in flags.items()}
+        return ({reason: Cat(*word_flags).any() for reason, word_flags in flags.items()},
+                shifted)
 
     def elaborate(self, platform):
         m = Module()
-        flags = self._latch(m)
+        step = Signal()                     # a multiplier step (not the first, adding init)
+        flags, shifted = self._latch(m, step)
         d = self.desc
         R = GatewareReason
+        # o_ch_num_coef = o_ch_num (WEIGHT_LOADS), before o_ch_num_coef shifts: the two fields
+        # share a word.
+        word = _WORD_OF["o_ch_num"]
+        per_load_all = Signal(name="chk_per_load_all")
+        with m.If(self.load & (self.index == word)):
+            fields = data.View(WORD_LAYOUTS[word], self.word)
+            m.d.sync += per_load_all.eq(fields.o_ch_num_coef == fields.o_ch_num)
 
         # Sizes and derived counts: real values (descriptor fields hold value − 1). Where a
         # field's value − 1 serves as well, it is used as it is: each + 1 is an adder.
@@ -358,7 +397,7 @@ class DescriptorCheck(wiring.Component):
         in_blocks_m1, out_blocks_m1 = Signal(10), Signal(10)
         m.d.comb += [in_blocks_m1.eq(d.i_ch_num >> group_shift_in),
                      out_blocks_m1.eq(d.o_ch_num >> group_shift_out)]
-        PL = _MinusOne(d.o_ch_num_coef)     # output channels a load
+        PL = _MinusOne(_Shifting(shifted["o_ch_num_coef"]))      # output channels a load
 
         # ---- products, in lockstep: (multiplicand, multiplier, init) ------------------------
         # (a multiplier that is a field + 1 is given as _MinusOne(field))
@@ -398,6 +437,7 @@ class DescriptorCheck(wiring.Component):
         running = Signal()
         first = Signal()
         finishing = Signal()
+        m.d.comb += step.eq(running & ~first & ~self.start)
         m.d.sync += [self.done.eq(0), finishing.eq(0)]
         with m.If(self.start):
             m.d.sync += [k.eq(0), running.eq(1), first.eq(1)]
@@ -432,8 +472,12 @@ class DescriptorCheck(wiring.Component):
 
         def equals(name, field):                            # result = field
             bit = mul[name].emitted
-            low_eq = serial_flag(f"{name}_low_eq", 1, lambda eq: eq & (bit == low_bit(field)))
-            return low_eq & (field[CHECK_STEPS:] == mul[name].acc)
+            if isinstance(field, _Shifting):                # after the steps, its upper bits
+                field_bit, upper = field.value[0], field.value[:-CHECK_STEPS]
+            else:
+                field_bit, upper = low_bit(field), field[CHECK_STEPS:]
+            low_eq = serial_flag(f"{name}_low_eq", 1, lambda eq: eq & (bit == field_bit))
+            return low_eq & (upper == mul[name].acc)
 
         def exceeds(name, limit):                           # result > limit (a constant)
             bit, low_limit = mul[name].emitted, low_bit(limit)
@@ -460,7 +504,7 @@ class DescriptorCheck(wiring.Component):
                      & equals("wbchsw", d.wb_channel_switch_addr)
                      & (d.wb_group == groups_out)
                      & equals("plane", d.channel_byte_num)
-                     & equals("total", d.dma_total_byte))
+                     & equals("total", _Shifting(shifted["dma_total_byte"])))
         # PL ≤ O as well: implied when LT > 1 (PL ≤ (LT − 1)·PL < O); when LT = 1 the loads
         # check gives O ≤ PL, so that PL ≤ O ⇔ PL = O.
         # The loads result L is below 2^n and L + PL reaches 2^n (n: o_ch_num's bits): the carry
@@ -473,9 +517,9 @@ class DescriptorCheck(wiring.Component):
             "loads_carry", 0,
             lambda c: Mux(in_n, (loads_bit & pl_bit) | (c & (loads_bit | pl_bit)),
                           ~loads_bit & (c | pl_bit)))
-        loads_ok = (equals("para", d.para_size)
+        loads_ok = (equals("para", _Shifting(shifted["para_size"]))
                     & loads_carry & ~mul["loads"].acc.any()
-                    & ((d.load_time != 0) | (d.o_ch_num_coef == d.o_ch_num)))
+                    & ((d.load_time != 0) | per_load_all))
         src_bad = (flags[R.SRC_RANGE] | (d.channel_switch_addr[ram_bits:] != 0)
                    | exceeds("src_end", self._ram_lines))
         dst_bad = (flags[R.DST_RANGE] | (d.wb_channel_switch_addr[ram_bits:] != 0)
