@@ -49,6 +49,10 @@ IGNORED_FIELDS = ("dma_burst_size", "send_data_out")
 #: is latched in a register of the check's own that shifts right a bit a step, so that the bit
 #: a step needs is bit 0 (no multiplexer of the step's bit).
 SHIFTED_FIELDS = ("o_ch_num_coef", "para_size", "dma_total_byte")
+#: Fields the check reads one bit a step that the engine reads too: each rotates through a
+#: ``CHECK_STEPS``-bit ring (the field and zeros) a bit a step, back in place after the last
+#: step. Fields kept wider than the ring are read through a multiplexer instead.
+ROTATED_FIELDS = ("image_src_addr", "image_dst_addr", "i_col_high", "o_col_high", "o_ch_num")
 #: Cycles from ``start`` to ``done`` of :class:`DescriptorCheck`: the cycle of ``start`` (the
 #: descriptor is being latched), the step that adds the initial values, the multiplier steps,
 #: then the cycle that compares and registers the reason.
@@ -96,13 +100,22 @@ class _MinusOne:
         self.value = value
 
 
-class _Shifting:
-    """A value in a register that shifts right one bit a step (the step for bit ``k`` sees bit
-    ``k`` as bit 0): a :class:`_ShiftAdd` multiplier (also inside :class:`_MinusOne`) or a
-    field compared with a product."""
+class _Serial:
+    """A value seen a bit a step: ``bit`` is its bit ``k`` at the step for bit ``k`` (bit 0 of a
+    register that shifts or rotates a bit a step), ``upper`` its bits from ``CHECK_STEPS`` up
+    once the steps are done. A :class:`_ShiftAdd` multiplier (also inside :class:`_MinusOne`)
+    or a field compared with a product."""
 
-    def __init__(self, value):
-        self.value = value
+    def __init__(self, bit, width, upper=Const(0, 0), ring=None):
+        self.bit = bit
+        self.width = width
+        self.upper = upper
+        self.ring = ring                # a rotating register: bit i is the value's bit k + i
+
+    @classmethod
+    def shifting(cls, register):
+        """A register that shifts right a bit a step."""
+        return cls(register[0], len(register), register[:max(len(register) - CHECK_STEPS, 0)])
 
 
 class _ShiftAdd:
@@ -123,11 +136,9 @@ class _ShiftAdd:
         minus_one = isinstance(multiplier, _MinusOne)
         if minus_one:
             multiplier = multiplier.value
-        self._shifting = isinstance(multiplier, _Shifting)
-        if self._shifting:
-            multiplier = multiplier.value
-        if len(multiplier) + minus_one > steps:
-            raise ValueError(f"{name}: a {len(multiplier) + minus_one}-bit multiplier needs more "
+        width = multiplier.width if isinstance(multiplier, _Serial) else len(multiplier)
+        if width + minus_one > steps:
+            raise ValueError(f"{name}: a {width + minus_one}-bit multiplier needs more "
                              f"than {steps} steps")
         if init is not None and multiplicand.shape().signed:
             raise ValueError(f"{name}: init needs an unsigned multiplicand")
@@ -140,12 +151,16 @@ class _ShiftAdd:
         self.acc = Signal(signed(width) if multiplicand.shape().signed else unsigned(width),
                           name=f"{name}_acc")
         self.low = Signal(steps, name=f"{name}_low") if keep_low else None
-        self._multiplier = Signal(steps, name=f"{name}_multiplier")
+        if isinstance(multiplier, _Serial):
+            self._given = lambda k: multiplier.bit
+        else:
+            self._multiplier = Signal(steps, name=f"{name}_multiplier")
+            m.d.comb += self._multiplier.eq(multiplier)
+            self._given = lambda k: self._multiplier.bit_select(k, 1)
         # With a multiplier m − 1: m's bit k is (m − 1)'s bit k plus the carry of the bits below.
         self._carry = Signal(name=f"{name}_carry") if minus_one else None
         self.multiplier_bit = Signal(name=f"{name}_multiplier_bit")
         self.emitted = Signal(name=f"{name}_emitted")
-        m.d.comb += self._multiplier.eq(multiplier)
 
     def clear(self):
         self._m.d.sync += self.acc.eq(0)
@@ -155,7 +170,7 @@ class _ShiftAdd:
         width = len(self.acc)
         shape = signed(width + 1) if self.acc.shape().signed else unsigned(width + 1)
         bit = self.multiplier_bit
-        given = self._multiplier[0] if self._shifting else self._multiplier.bit_select(k, 1)
+        given = self._given(k)
         if self._carry is None:
             self._m.d.comb += bit.eq(given)
         else:
@@ -293,10 +308,11 @@ class DescriptorCheck(wiring.Component):
 
     def _latch(self, m, step):
         """Latch each word's kept bits, and its flags. Returns ``{reason: flag}`` (a flag of any
-        word set) and the registers of :data:`SHIFTED_FIELDS`, which shift right on ``step``."""
+        word set) and ``{name: _Serial}`` of :data:`SHIFTED_FIELDS` (which shift right on
+        ``step``) and the :data:`ROTATED_FIELDS` that fit their ring (which rotate)."""
         R = GatewareReason
         flags = {}
-        shifted = {}
+        serial = {}
         for index, word_layout in enumerate(WORD_LAYOUTS):
             word = data.View(word_layout, self.word)
             # Conditions of this word that make the layer fail, by reason.
@@ -313,15 +329,25 @@ class DescriptorCheck(wiring.Component):
                     continue
                 elif name in SHIFTED_FIELDS:
                     kept = min(len(value), self._kept_bits.get(name, len(value)))
-                    shifted[name] = register = Signal(kept, name=f"chk_{name}")
+                    register = Signal(kept, name=f"chk_{name}")
+                    serial[name] = _Serial.shifting(register)
                     with m.If(self.load & (self.index == index)):
                         m.d.sync += register.eq(value[:kept])
                     with m.Elif(step):
                         m.d.sync += register.eq(register >> 1)
                 else:
                     kept = len(Value.cast(self.desc[name]))
+                    rotates = name in ROTATED_FIELDS and kept <= CHECK_STEPS
+                    zeros = Signal(CHECK_STEPS - kept, name=f"chk_{name}_zeros") if rotates else 0
                     with m.If(self.load & (self.index == index)):
                         m.d.sync += self.desc[name].eq(value[:kept])
+                        if rotates:
+                            m.d.sync += zeros.eq(0)
+                    if rotates:
+                        ring = Cat(self.desc[name], zeros)
+                        with m.Elif(step):
+                            m.d.sync += ring.eq(ring.rotate_right(1))
+                        serial[name] = _Serial(ring[0], kept, ring=ring)
                     if name == "kernel_type":
                         fails(R.KERNEL_TYPE, value[kept:] != 0)
                     elif name in ("image_src_addr", "image_dst_addr"):
@@ -342,12 +368,12 @@ class DescriptorCheck(wiring.Component):
                     m.d.sync += flag.eq(condition)
                 flags.setdefault(reason, []).append(flag)
         return ({reason: Cat(*word_flags).any() for reason, word_flags in flags.items()},
-                shifted)
+                serial)
 
     def elaborate(self, platform):
         m = Module()
         step = Signal()                     # a multiplier step (not the first, adding init)
-        flags, shifted = self._latch(m, step)
+        flags, serial = self._latch(m, step)
         d = self.desc
         R = GatewareReason
         # o_ch_num_coef = o_ch_num (WEIGHT_LOADS), before o_ch_num_coef shifts: the two fields
@@ -393,22 +419,36 @@ class DescriptorCheck(wiring.Component):
             m.d.comb += [row_len.eq(width_m1[6:] + 1),
                          shift.eq(Mux(width_m1[4:] == 0, 2, Mux(width_m1[5:] == 0, 1, 0))),
                          groups.eq(1 << shift)]
+        # The step: 0 for the first step and the one for multiplier bit 0, and so on.
+        k = Signal(range(CHECK_STEPS))
+
+        def stepped(name):
+            """A field as a multiplier or compared bit-serially: rotating if it can."""
+            return serial.get(name, d[name])
+
         # Channel blocks of the maps − 1: ⌈C / groups⌉ − 1 = (C − 1) >> log2(groups).
-        in_blocks_m1, out_blocks_m1 = Signal(10), Signal(10)
-        m.d.comb += [in_blocks_m1.eq(d.i_ch_num >> group_shift_in),
-                     out_blocks_m1.eq(d.o_ch_num >> group_shift_out)]
-        PL = _MinusOne(_Shifting(shifted["o_ch_num_coef"]))      # output channels a load
+        in_blocks_m1 = Signal(10)
+        m.d.comb += in_blocks_m1.eq(d.i_ch_num >> group_shift_in)
+        # o_ch_num rotates: bit k + shift is in the ring at shift, unless past o_ch_num's top.
+        ring = serial["o_ch_num"].ring
+        out_blocks_m1 = _Serial(ring.bit_select(group_shift_out, 1)
+                                & ~gt_const(k + group_shift_out, len(d.o_ch_num) - 1),
+                                len(d.o_ch_num))
+        PL = _MinusOne(serial["o_ch_num_coef"])                  # output channels a load
+        # Multipliers that are fields + 1, given as they are (the + 1 bit-serially).
+        H_bits, OH_bits, OC_bits = (_MinusOne(stepped(name))
+                                    for name in ("i_col_high", "o_col_high", "o_ch_num"))
 
         # ---- products, in lockstep: (multiplicand, multiplier, init) ------------------------
         # (a multiplier that is a field + 1 is given as _MinusOne(field))
         ram_bits = self._ram_lines.bit_length()
         products = {
-            "chsw": (row_len_in, H, None),                    # lines a channel block, input
-            "wbchsw": (row_len_out, OH, None),                # the same, output
+            "chsw": (row_len_in, H_bits, None),               # lines a channel block, input
+            "wbchsw": (row_len_out, OH_bits, None),           # the same, output
             # OW·OH − 1 = (OW − 1)·OH + OH − 1: channel_byte_num as it is
-            "plane": (d.o_row_wid, OH, d.o_col_high),
+            "plane": (d.o_row_wid, OH_bits, d.o_col_high),
             # channel_byte_num·O − 1 (dma_total_byte as it is), in the same way
-            "total": (d.channel_byte_num, OC, d.o_ch_num),
+            "total": (d.channel_byte_num, OC_bits, d.o_ch_num),
             "para": (per_oc, PL, None),                       # bytes a load
             # load_time = ⌈O / PL⌉  ⇔  (LT − 1)·PL ≤ O − 1 < LT·PL. With ~(O − 1) = 1023 − (O − 1)
             # added, (LT − 1)·PL ≤ O − 1 ⇔ the result is below 1024, and then O − 1 < LT·PL ⇔
@@ -421,7 +461,7 @@ class DescriptorCheck(wiring.Component):
             "dst_end": (d.wb_channel_switch_addr[:ram_bits], _MinusOne(out_blocks_m1),
                         d.image_dst_addr),
             # the end of the layer's weights (para_start_addr's kept bits: a flag has the rest)
-            "weights_end": (per_oc, OC, d.para_start_addr),
+            "weights_end": (per_oc, OC_bits, d.para_start_addr),
             "add_term": (d.arg_add, g_ic, None),
         }
         # The check's results are compared bit-serially (below) and need no register of their
@@ -433,7 +473,6 @@ class DescriptorCheck(wiring.Component):
 
         # The cycle of start, a first step (the descriptor is valid from the cycle after
         # start), CHECK_STEPS steps, the comparisons.
-        k = Signal(range(CHECK_STEPS))
         running = Signal()
         first = Signal()
         finishing = Signal()
@@ -472,8 +511,8 @@ class DescriptorCheck(wiring.Component):
 
         def equals(name, field):                            # result = field
             bit = mul[name].emitted
-            if isinstance(field, _Shifting):                # after the steps, its upper bits
-                field_bit, upper = field.value[0], field.value[:-CHECK_STEPS]
+            if isinstance(field, _Serial):
+                field_bit, upper = field.bit, field.upper
             else:
                 field_bit, upper = low_bit(field), field[CHECK_STEPS:]
             low_eq = serial_flag(f"{name}_low_eq", 1, lambda eq: eq & (bit == field_bit))
@@ -487,12 +526,16 @@ class DescriptorCheck(wiring.Component):
 
         def above(field, name, bits):
             """field < result, for values below 2^bits (at least CHECK_STEPS bits compared)."""
-            field = Cat(field, Const(0, max(bits - len(field), 0)))   # a narrowed field
-            bit, other = mul[name].emitted, low_bit(field)
+            upper = max(bits - CHECK_STEPS, 0)
+            if isinstance(field, _Serial):                  # no bits from CHECK_STEPS up
+                other, field_upper = field.bit, Const(0, upper)
+            else:
+                field = Cat(field, Const(0, max(bits - len(field), 0)))   # a narrowed field
+                other, field_upper = low_bit(field), field[CHECK_STEPS:CHECK_STEPS + upper]
+            bit = mul[name].emitted
             low_lt = serial_flag(f"{name}_low_above", 0,
                                  lambda lt: Mux(other ^ bit, bit, lt))
-            upper = max(bits - CHECK_STEPS, 0)
-            return _lt(field[CHECK_STEPS:CHECK_STEPS + upper], mul[name].acc[:upper], low_lt)
+            return _lt(field_upper, mul[name].acc[:upper], low_lt)
 
         # ---- comparisons (the cycle after the last step), first failure wins ---------------
         # channel_byte_num = OW·OH makes channel_byte_num · O the real dma_total_byte check.
@@ -504,7 +547,7 @@ class DescriptorCheck(wiring.Component):
                      & equals("wbchsw", d.wb_channel_switch_addr)
                      & (d.wb_group == groups_out)
                      & equals("plane", d.channel_byte_num)
-                     & equals("total", _Shifting(shifted["dma_total_byte"])))
+                     & equals("total", serial["dma_total_byte"]))
         # PL ≤ O as well: implied when LT > 1 (PL ≤ (LT − 1)·PL < O); when LT = 1 the loads
         # check gives O ≤ PL, so that PL ≤ O ⇔ PL = O.
         # The loads result L is below 2^n and L + PL reaches 2^n (n: o_ch_num's bits): the carry
@@ -517,7 +560,7 @@ class DescriptorCheck(wiring.Component):
             "loads_carry", 0,
             lambda c: Mux(in_n, (loads_bit & pl_bit) | (c & (loads_bit | pl_bit)),
                           ~loads_bit & (c | pl_bit)))
-        loads_ok = (equals("para", _Shifting(shifted["para_size"]))
+        loads_ok = (equals("para", serial["para_size"])
                     & loads_carry & ~mul["loads"].acc.any()
                     & ((d.load_time != 0) | per_load_all))
         src_bad = (flags[R.SRC_RANGE] | (d.channel_switch_addr[ram_bits:] != 0)
@@ -525,8 +568,8 @@ class DescriptorCheck(wiring.Component):
         dst_bad = (flags[R.DST_RANGE] | (d.wb_channel_switch_addr[ram_bits:] != 0)
                    | exceeds("dst_end", self._ram_lines))
         # Reached only when both maps end inside the RAM: lines below 2^ram_bits.
-        overlap = (above(d.image_src_addr, "dst_end", ram_bits)
-                   & above(d.image_dst_addr, "src_end", ram_bits))
+        overlap = (above(stepped("image_src_addr"), "dst_end", ram_bits)
+                   & above(stepped("image_dst_addr"), "src_end", ram_bits))
         # bwsx_base_addr + 8·O > size  ⇔  bwsx_base_addr // 8 + O − 1 ≥ size // 8 when
         # bwsx_base_addr is a multiple of 8 (else it is out of range anyway).
         # (Unaligned tables and addresses past the memory: flags[WEIGHT_RANGE].)
