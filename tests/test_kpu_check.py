@@ -21,8 +21,8 @@ WEIGHT_BYTES = 64 * 1024
 LIMITS = dict(max_width=64, max_entries=64)
 
 
-def expected_reason(d, eight_bit_mode=1):
-    reason = model.check(d, ram_size=RAM_BYTES, weight_size=WEIGHT_BYTES)
+def expected_reason(d, eight_bit_mode=1, ram_bytes=RAM_BYTES):
+    reason = model.check(d, ram_size=ram_bytes, weight_size=WEIGHT_BYTES)
     if reason == Reason.OK and config_limited(d, eight_bit_mode=eight_bit_mode, **LIMITS):
         return GatewareReason.CONFIG_LIMIT
     return GatewareReason(reason)
@@ -111,10 +111,10 @@ def wrapped_add_term(d):
     return model.wrap_signed(d.arg_add * (1 if d.depth_wise_layer else d.i_ch_num), ACC_BITS)
 
 
-def run_checks(cases):
+def run_checks(cases, ram_bytes=RAM_BYTES):
     """Check each ``(descriptor, eight_bit_mode)``, its words latched in order (the last with
     ``start``, as the engine does); returns [(reason, add_term, cycles)]."""
-    dut = DescriptorCheck(ram_lines=RAM_BYTES // 64, weight_bytes=WEIGHT_BYTES, **LIMITS)
+    dut = DescriptorCheck(ram_lines=ram_bytes // 64, weight_bytes=WEIGHT_BYTES, **LIMITS)
     results = []
     scramble = random.Random("scramble")
 
@@ -148,18 +148,23 @@ def run_checks(cases):
     return results
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_check_matches_model_on_random_descriptors(seed):
+#: A RAM of 3072 lines (ECP5's): line numbers too wide to rotate through the check's ring.
+WIDE_RAM_BYTES = 192 * 1024
+
+
+@pytest.mark.parametrize("seed,ram_bytes", [(0, RAM_BYTES), (1, RAM_BYTES),
+                                            (2, WIDE_RAM_BYTES)])
+def test_check_matches_model_on_random_descriptors(seed, ram_bytes):
     rng = random.Random(f"check-{seed}")
     valid = [random_valid(rng) for _ in range(150)]
     valid += [make_layer(**params) for params in EDGE_LAYERS]
     cases = [(d, 1) for d in valid]
     cases += [(mutate(rng, rng.choice(valid)), 1) for _ in range(350)]
     cases += [(d, 0) for d in rng.sample(valid, 10)]
-    results = run_checks(cases)
+    results = run_checks(cases, ram_bytes)
     reached = set()
     for (d, eight_bit_mode), (reason, add_term, cycles) in zip(cases, results):
-        expected = expected_reason(d, eight_bit_mode)
+        expected = expected_reason(d, eight_bit_mode, ram_bytes)
         reached.add(expected)
         assert (GatewareReason(reason), d) == (expected, d)
         assert add_term % 2 ** ACC_BITS == wrapped_add_term(d) % 2 ** ACC_BITS

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..params import checking
 from .compare import gt_const
-from .descriptor import (ACT_TABLE_BYTES, BN_ENTRY_BYTES, FIELDS, PoolType, _check_int, pool_stride)
+from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, FIELDS, PoolType, _check_int, pool_stride
 from .layouts import (DESCRIPTOR_WORDS, DescriptorLayout, GatewareReason, REASON_BITS, WORD_BITS,
                       WORD_LAYOUTS)
 from .post import ACC_BITS
@@ -240,16 +240,18 @@ class DescriptorCheck(wiring.Component):
     index : In(range(DESCRIPTOR_WORDS))
         Its place in the descriptor.
     load : In(1)
-        Latch ``word`` as word ``index``. Not while a check is under way; may come with
-        ``start``.
+        Latch ``word`` as word ``index``. Not from the cycle after ``start`` until ``done``;
+        may come with ``start``.
     desc : Out(latched_layout)
         The latched fields (``minus_one`` fields as ``value − 1``, as in the words). A narrowed
-        field is the value itself once the check has passed.
+        field is the value itself once the check has passed. Not valid from the cycle after
+        ``start`` until ``done``: the :data:`ROTATED_FIELDS` rotate during a check.
     eight_bit_mode : In(1)
         0 (16-bit weights) gives ``CONFIG_LIMIT``; must hold still from the cycle after
         ``start`` until ``done``.
     start : In(1)
-        Begin a check of the words latched (any check under way is abandoned).
+        Begin a check of the words latched (any check under way is abandoned; an abandoned
+        check leaves the rotated fields out of place: latch the words again).
     done : Out(1)
         One-cycle pulse :data:`CHECK_LATENCY` cycles after ``start``.
     reason : Out(REASON_BITS)
