@@ -8,11 +8,13 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from nangua.hdl.kpu import model
-from nangua.hdl.kpu.check import CHECK_LATENCY, DescriptorCheck, WeightTerms, config_limited
+from nangua.hdl.kpu.check import (CHECK_LATENCY, SUPPORTED_VALUES, DescriptorCheck, WeightTerms,
+                                  config_limited)
 from nangua.hdl.kpu.descriptor import (FIELDS, PoolType, Reason, _field_range, make_layer,
                                        pool_stride)
 from nangua.hdl.kpu.featuremap import fmap_lines
 from nangua.hdl.kpu.layouts import GatewareReason
+from nangua.hdl.kpu.post import ACC_BITS
 
 RAM_BYTES = 128 * 1024              # 2048 lines: large maps overrun it, small ones fit
 WEIGHT_BYTES = 64 * 1024
@@ -21,8 +23,8 @@ WEIGHT_BYTES = 64 * 1024
 LIMITS = dict(max_width=64, max_entries=64, max_channels_1x1=300)
 
 
-def expected_reason(d, eight_bit_mode=1):
-    reason = model.check(d, ram_size=RAM_BYTES, weight_size=WEIGHT_BYTES)
+def expected_reason(d, eight_bit_mode=1, ram_bytes=RAM_BYTES):
+    reason = model.check(d, ram_size=ram_bytes, weight_size=WEIGHT_BYTES)
     if reason == Reason.OK and config_limited(d, eight_bit_mode=eight_bit_mode, **LIMITS):
         return GatewareReason.CONFIG_LIMIT
     return GatewareReason(reason)
@@ -106,30 +108,39 @@ def mutate(rng, d):
     return d.replace(**changes)
 
 
-def descriptor_bits(d):
-    return sum(word << (64 * i) for i, word in enumerate(d.to_words()))
+def wrapped_add_term(d):
+    """``arg_add · G`` as the check gives it: modulo 2**ACC_BITS, signed."""
+    return model.wrap_signed(d.arg_add * (1 if d.depth_wise_layer else d.i_ch_num), ACC_BITS)
 
 
-def run_checks(cases):
-    """Check each ``(descriptor, eight_bit_mode)``; returns [(reason, add_term, cycles)]."""
-    dut = DescriptorCheck(ram_lines=RAM_BYTES // 64, weight_bytes=WEIGHT_BYTES, **LIMITS)
+def run_checks(cases, ram_bytes=RAM_BYTES):
+    """Check each ``(descriptor, eight_bit_mode)``, its words latched in order (the last with
+    ``start``, as the engine does); returns [(reason, add_term, cycles)]."""
+    dut = DescriptorCheck(ram_lines=ram_bytes // 64, weight_bytes=WEIGHT_BYTES, **LIMITS)
     results = []
+    scramble = random.Random("scramble")
+
+    async def load(ctx, words, start):
+        ctx.set(dut.load, 1)
+        for index, word in enumerate(words):
+            ctx.set(dut.index, index)
+            ctx.set(dut.word, word)
+            ctx.set(dut.start, start and index == len(words) - 1)
+            await ctx.tick()
+        ctx.set(dut.load, 0)
+        ctx.set(dut.start, 0)
 
     async def bench(ctx):
         for d, eight_bit_mode in cases:
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            ctx.set(dut.desc.as_value(), descriptor_bits(d))
             ctx.set(dut.eight_bit_mode, eight_bit_mode)
+            await load(ctx, d.to_words(), start=True)
             cycles = 1
             while not ctx.get(dut.done):
                 await ctx.tick()
                 cycles += 1
             results.append((ctx.get(dut.reason), ctx.get(dut.add_term), cycles))
-            # Scramble the inputs: the results must hold until the next start.
-            ctx.set(dut.desc.as_value(), 0)
-            await ctx.tick()
+            # Other words latched after done: the results must hold until the next start.
+            await load(ctx, [scramble.getrandbits(64) for _ in range(12)], start=False)
             assert (ctx.get(dut.reason), ctx.get(dut.add_term)) == results[-1][:2]
 
     sim = Simulator(dut)
@@ -139,22 +150,26 @@ def run_checks(cases):
     return results
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_check_matches_model_on_random_descriptors(seed):
+#: A RAM of 3072 lines (ECP5's): line numbers too wide to rotate through the check's ring.
+WIDE_RAM_BYTES = 192 * 1024
+
+
+@pytest.mark.parametrize("seed,ram_bytes", [(0, RAM_BYTES), (1, RAM_BYTES),
+                                            (2, WIDE_RAM_BYTES)])
+def test_check_matches_model_on_random_descriptors(seed, ram_bytes):
     rng = random.Random(f"check-{seed}")
     valid = [random_valid(rng) for _ in range(150)]
     valid += [make_layer(**params) for params in EDGE_LAYERS]
     cases = [(d, 1) for d in valid]
     cases += [(mutate(rng, rng.choice(valid)), 1) for _ in range(350)]
     cases += [(d, 0) for d in rng.sample(valid, 10)]
-    results = run_checks(cases)
+    results = run_checks(cases, ram_bytes)
     reached = set()
     for (d, eight_bit_mode), (reason, add_term, cycles) in zip(cases, results):
-        expected = expected_reason(d, eight_bit_mode)
+        expected = expected_reason(d, eight_bit_mode, ram_bytes)
         reached.add(expected)
         assert (GatewareReason(reason), d) == (expected, d)
-        g = 1 if d.depth_wise_layer else d.i_ch_num
-        assert add_term == d.arg_add * g
+        assert add_term % 2 ** ACC_BITS == wrapped_add_term(d) % 2 ** ACC_BITS
         assert cycles == CHECK_LATENCY
     # The mutations reach every reason, and several faults at once test the order.
     assert reached == set(GatewareReason)
@@ -273,22 +288,31 @@ PRODUCT_FIELDS = ["channel_switch_addr", "wb_channel_switch_addr", "channel_byte
                   "dma_total_byte", "para_size", "load_time", "o_ch_num_coef", "o_ch_num",
                   "i_ch_num", "o_col_high", "image_src_addr", "image_dst_addr",
                   "para_start_addr", "arg_add"]
+#: Fields latched as a flag (the unsupported modes), or narrowed with a flag for their upper
+#: bits (besides some of PRODUCT_FIELDS).
+FLAG_FIELDS = list(SUPPORTED_VALUES) + ["kernel_type", "bwsx_base_addr", "active_addr"]
 
 
 def test_check_single_bit_flips():
-    """Every bit of the fields the check compares bit-serially, flipped alone (a step that
-    compares a wrong bit, or none, fails here)."""
-    fields = [field for field in FIELDS if field.name in PRODUCT_FIELDS]
-    assert len(fields) == len(PRODUCT_FIELDS)
+    """Every bit of the fields the check compares bit-serially or keeps as a flag, flipped
+    alone (a step that compares a wrong bit, or none, or a flag that misses a bit fails
+    here)."""
+    fields = [field for field in FIELDS if field.name in PRODUCT_FIELDS + FLAG_FIELDS]
+    assert len(fields) == len(PRODUCT_FIELDS + FLAG_FIELDS)
     bases = [make_layer(**EDGE_LAYERS[6]),
              make_layer(in_channels=1024, out_channels=300, width=4, height=5, kernel_size=1,
                         src_addr=0, dst_addr=1300, weights_addr=0, bn_addr=0, act_addr=0)]
     cases = [(flip_bit(d, field, bit), 1)
              for d in bases for field in fields for bit in range(field.width)]
     results = run_checks(cases)
+    reached = set()
     for (d, _), (reason, add_term, _) in zip(cases, results):
         assert (GatewareReason(reason), d) == (expected_reason(d), d)
-        assert add_term == d.arg_add * (1 if d.depth_wise_layer else d.i_ch_num)
+        reached.add(GatewareReason(reason))
+        assert add_term % 2 ** ACC_BITS == wrapped_add_term(d) % 2 ** ACC_BITS
+    R = GatewareReason
+    assert {R.KERNEL_TYPE, R.UNSUPPORTED_MODE, R.LAYOUT, R.SRC_RANGE, R.DST_RANGE,
+            R.WEIGHT_RANGE} <= reached
 
 
 def _run_terms(lanes, sum_bits, groups):

@@ -1,8 +1,9 @@
 """Bit-serial arithmetic of the KPU engine: the descriptor check and the conv stage's constant
 terms, built from shift-add steps instead of parallel multipliers.
 
-- :class:`DescriptorCheck`: the reason code of a latched descriptor (the order of
-  :func:`.model.check`, then this configuration's limits) and ``add_term = arg_add · G``.
+- :class:`DescriptorCheck`: latches a descriptor's words, keeping only what the engine and the
+  check need, then gives its reason code (the order of :func:`.model.check`, then this
+  configuration's limits) and ``add_term = arg_add · G`` (modulo ``2**ACC_BITS``).
 - :class:`WeightTerms`: ``w_term = (arg_w · Σw) >> shr_w`` of every lane.
 
 Both run their products in lockstep, one multiplier bit a cycle (radix 2, least significant
@@ -15,14 +16,16 @@ a step shifts it out, into one flag a comparison, and a multiplier that is a fie
 its 1 bit-serially too (no incrementer).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import checking
 from .compare import gt_const
-from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, PoolType, _check_int, pool_stride
-from .layouts import DescriptorLayout, GatewareReason, REASON_BITS
+from .descriptor import ACT_TABLE_BYTES, BN_ENTRY_BYTES, FIELDS, PoolType, _check_int, pool_stride
+from .layouts import (DESCRIPTOR_WORDS, DescriptorLayout, GatewareReason, REASON_BITS, WORD_BITS,
+                      WORD_LAYOUTS)
+from .post import ACC_BITS
 
 __all__ = ["CHECK_STEPS", "CHECK_LATENCY", "DescriptorCheck", "WeightTerms", "config_limited"]
 
@@ -32,10 +35,32 @@ CHECK_STEPS = 11
 #: Bits of a channel block's lines (``channel_switch_addr``) once LAYOUT has passed: fewer than
 #: 16 lines a row, at most 512 rows.
 BLOCK_LINE_BITS = (15 * 512).bit_length()
+#: Bits of ``dma_total_byte`` (value − 1) once LAYOUT has passed: at most 65536 bytes a channel,
+#: 1024 channels.
+TOTAL_BYTE_BITS = (65536 * 1024 - 1).bit_length()
+#: Fields the check only tests against the value each must have (for UNSUPPORTED_MODE, in the
+#: order of :func:`.model.check`): each word keeps one flag for its fields, not the fields.
+SUPPORTED_VALUES = {"first_stride": 0, "bypass_conv": 0, "pad_type": 0, "ram_flag": 0,
+                    "full_add": 0, "coef_column_offset": 0, "coef_row_offset": 0,
+                    "coef_size": 0, "load_para": 1, "load_coor": 1, "load_act": 1}
+#: Fields nothing reads (accepted whatever their value, see :func:`.model.check`).
+IGNORED_FIELDS = ("dma_burst_size", "send_data_out")
+#: Fields only the check reads, one bit a step (a multiplier, or compared with a product): each
+#: is latched in a register of the check's own that shifts right a bit a step, so that the bit
+#: a step needs is bit 0 (no multiplexer of the step's bit).
+SHIFTED_FIELDS = ("o_ch_num_coef", "para_size", "dma_total_byte")
+#: Fields the check reads one bit a step that the engine reads too: each rotates through a
+#: ``CHECK_STEPS``-bit ring (the field and zeros) a bit a step, back in place after the last
+#: step. Fields kept wider than the ring are read through a multiplexer instead.
+ROTATED_FIELDS = ("image_src_addr", "image_dst_addr", "i_col_high", "o_col_high", "o_ch_num")
 #: Cycles from ``start`` to ``done`` of :class:`DescriptorCheck`: the cycle of ``start`` (the
 #: descriptor is being latched), the step that adds the initial values, the multiplier steps,
 #: then the cycle that compares and registers the reason.
 CHECK_LATENCY = CHECK_STEPS + 3
+
+#: The word of each field.
+_WORD_OF = {field.name: field.word for field in FIELDS}
+assert _WORD_OF["o_ch_num_coef"] == _WORD_OF["o_ch_num"]
 
 
 def config_limited(d, *, max_width, max_entries, max_channels_1x1=None, eight_bit_mode=1):
@@ -79,6 +104,24 @@ class _MinusOne:
         self.value = value
 
 
+class _Serial:
+    """A value seen a bit a step: ``bit`` is its bit ``k`` at the step for bit ``k`` (bit 0 of a
+    register that shifts or rotates a bit a step), ``upper`` its bits from ``CHECK_STEPS`` up
+    once the steps are done. A :class:`_ShiftAdd` multiplier (also inside :class:`_MinusOne`)
+    or a field compared with a product."""
+
+    def __init__(self, bit, width, upper=Const(0, 0), ring=None):
+        self.bit = bit
+        self.width = width
+        self.upper = upper
+        self.ring = ring                # a rotating register: bit i is the value's bit k + i
+
+    @classmethod
+    def shifting(cls, register):
+        """A register that shifts right a bit a step."""
+        return cls(register[0], len(register), register[:max(len(register) - CHECK_STEPS, 0)])
+
+
 class _ShiftAdd:
     """``init + multiplicand × multiplier`` for unsigned ``init``, in ``steps + 1`` steps.
 
@@ -97,8 +140,9 @@ class _ShiftAdd:
         minus_one = isinstance(multiplier, _MinusOne)
         if minus_one:
             multiplier = multiplier.value
-        if len(multiplier) + minus_one > steps:
-            raise ValueError(f"{name}: a {len(multiplier) + minus_one}-bit multiplier needs more "
+        width = multiplier.width if isinstance(multiplier, _Serial) else len(multiplier)
+        if width + minus_one > steps:
+            raise ValueError(f"{name}: a {width + minus_one}-bit multiplier needs more "
                              f"than {steps} steps")
         if init is not None and multiplicand.shape().signed:
             raise ValueError(f"{name}: init needs an unsigned multiplicand")
@@ -111,12 +155,16 @@ class _ShiftAdd:
         self.acc = Signal(signed(width) if multiplicand.shape().signed else unsigned(width),
                           name=f"{name}_acc")
         self.low = Signal(steps, name=f"{name}_low") if keep_low else None
-        self._multiplier = Signal(steps, name=f"{name}_multiplier")
+        if isinstance(multiplier, _Serial):
+            self._given = lambda k: multiplier.bit
+        else:
+            self._multiplier = Signal(steps, name=f"{name}_multiplier")
+            m.d.comb += self._multiplier.eq(multiplier)
+            self._given = lambda k: self._multiplier.bit_select(k, 1)
         # With a multiplier m − 1: m's bit k is (m − 1)'s bit k plus the carry of the bits below.
         self._carry = Signal(name=f"{name}_carry") if minus_one else None
         self.multiplier_bit = Signal(name=f"{name}_multiplier_bit")
         self.emitted = Signal(name=f"{name}_emitted")
-        m.d.comb += self._multiplier.eq(multiplier)
 
     def clear(self):
         self._m.d.sync += self.acc.eq(0)
@@ -126,7 +174,7 @@ class _ShiftAdd:
         width = len(self.acc)
         shape = signed(width + 1) if self.acc.shape().signed else unsigned(width + 1)
         bit = self.multiplier_bit
-        given = self._multiplier.bit_select(k, 1)
+        given = self._given(k)
         if self._carry is None:
             self._m.d.comb += bit.eq(given)
         else:
@@ -156,7 +204,14 @@ class _ShiftAdd:
 
 
 class DescriptorCheck(wiring.Component):
-    """Reason code of a layer descriptor, over :data:`CHECK_LATENCY` cycles.
+    """Latched descriptor and its reason code, over :data:`CHECK_LATENCY` cycles.
+
+    The words are latched as they come, each reduced to what the engine and the check need:
+    fields the check only tests (:data:`SUPPORTED_VALUES`) become one flag a word, and fields
+    wider than any value that can pass (addresses, ``dma_total_byte``, ...) keep their low bits
+    plus one flag a word for the bits above, set when they are not 0 (their layer fails with
+    the reason the model gives); ``arg_add`` keeps the :data:`.post.ACC_BITS` bits the
+    accumulators keep. :attr:`latched_layout` lists what is kept.
 
     The nine products the checks need (layout sizes, weight loads, map and weight ends, some
     with a descriptor field added) and ``arg_add · G`` are computed by as many shift-add
@@ -186,21 +241,33 @@ class DescriptorCheck(wiring.Component):
 
     Members
     -------
-    desc : In(DescriptorLayout)
-        The descriptor; must hold still from the cycle after ``start`` until ``done``.
+    word : In(WORD_BITS)
+        A descriptor word.
+    index : In(range(DESCRIPTOR_WORDS))
+        Its place in the descriptor.
+    load : In(1)
+        Latch ``word`` as word ``index``. Not from the cycle after ``start`` until ``done``;
+        may come with ``start``.
+    desc : Out(latched_layout)
+        The latched fields (``minus_one`` fields as ``value − 1``, as in the words). A narrowed
+        field is the value itself once the check has passed. Not valid from the cycle after
+        ``start`` until ``done``: the :data:`ROTATED_FIELDS` rotate during a check.
     eight_bit_mode : In(1)
-        0 (16-bit weights) gives ``CONFIG_LIMIT``; must hold still like ``desc``.
+        0 (16-bit weights) gives ``CONFIG_LIMIT``; must hold still from the cycle after
+        ``start`` until ``done``.
     start : In(1)
-        Begin a check (any check under way is abandoned).
+        Begin a check of the words latched (any check under way is abandoned; an abandoned
+        check leaves the rotated fields out of place: latch the words again).
     done : Out(1)
         One-cycle pulse :data:`CHECK_LATENCY` cycles after ``start``.
     reason : Out(REASON_BITS)
         A :class:`.layouts.GatewareReason`: the first failing check in the order of
         :func:`.model.check`, then ``CONFIG_LIMIT``; ``OK`` if none. Valid from ``done`` until
         the next ``start``.
-    add_term : Out(signed(51))
-        ``arg_add · G`` (``G`` = input channels, 1 when depthwise), exact; valid like
-        ``reason``, whatever the reason.
+    add_term : Out(signed(ACC_BITS + CHECK_STEPS))
+        ``arg_add · G`` (``G`` = input channels, 1 when depthwise) modulo ``2**ACC_BITS`` (the
+        product of ``arg_add`` wrapped to :data:`.post.ACC_BITS` bits); valid like ``reason``,
+        whatever the reason.
     """
 
     def __init__(self, *, ram_lines, weight_bytes, max_width, max_entries,
@@ -218,20 +285,117 @@ class DescriptorCheck(wiring.Component):
         self._max_width = max_width
         self._max_entries = max_entries
         self._max_channels_1x1 = max_channels_1x1
-        add_shape = signed(DescriptorLayout["arg_add"].shape.width + CHECK_STEPS)
+        # Kept bits of the narrowed fields: a map's first line is below ram_lines, a table's or
+        # the weights' first byte below weight_bytes (else its range check fails).
+        ram_addr_bits = max(1, (ram_lines - 1).bit_length())
+        weight_addr_bits = max(1, (weight_bytes - 1).bit_length())
+        self._kept_bits = {
+            "kernel_type": 1,                                 # 2..7: KERNEL_TYPE
+            "image_src_addr": ram_addr_bits, "image_dst_addr": ram_addr_bits,
+            "bwsx_base_addr": weight_addr_bits, "para_start_addr": weight_addr_bits,
+            "active_addr": weight_addr_bits,
+            "channel_switch_addr": BLOCK_LINE_BITS, "wb_channel_switch_addr": BLOCK_LINE_BITS,
+            "dma_total_byte": TOTAL_BYTE_BITS,
+            "arg_add": ACC_BITS,
+        }
+        fields = {}
+        for field in FIELDS:
+            if field.name in (*SUPPORTED_VALUES, *IGNORED_FIELDS, *SHIFTED_FIELDS):
+                continue
+            width = min(field.width, self._kept_bits.get(field.name, field.width))
+            fields[field.name] = signed(width) if field.signed else unsigned(width)
+        self._latched_layout = data.StructLayout(fields)
         super().__init__({
-            "desc": In(DescriptorLayout),
+            "word": In(WORD_BITS),
+            "index": In(range(DESCRIPTOR_WORDS)),
+            "load": In(1),
+            "desc": Out(self._latched_layout),
             "eight_bit_mode": In(1),
             "start": In(1),
             "done": Out(1),
             "reason": Out(REASON_BITS),
-            "add_term": Out(add_shape),
+            "add_term": Out(signed(ACC_BITS + CHECK_STEPS)),
         })
+
+    latched_layout = property(lambda self: self._latched_layout)
+
+    def _latch(self, m, step):
+        """Latch each word's kept bits, and its flags. Returns ``{reason: flag}`` (a flag of any
+        word set) and ``{name: _Serial}`` of :data:`SHIFTED_FIELDS` (which shift right on
+        ``step``) and the :data:`ROTATED_FIELDS` that fit their ring (which rotate)."""
+        R = GatewareReason
+        flags = {}
+        serial = {}
+        for index, word_layout in enumerate(WORD_LAYOUTS):
+            word = data.View(word_layout, self.word)
+            # Conditions of this word that make the layer fail, by reason.
+            conditions = {}
+
+            def fails(reason, condition):
+                conditions[reason] = conditions.get(reason, Const(0)) | condition
+
+            for name, _ in word_layout:
+                value = Value.cast(word[name])
+                if name in SUPPORTED_VALUES:
+                    fails(R.UNSUPPORTED_MODE, value != SUPPORTED_VALUES[name])
+                elif name in IGNORED_FIELDS:
+                    continue
+                elif name in SHIFTED_FIELDS:
+                    kept = min(len(value), self._kept_bits.get(name, len(value)))
+                    register = Signal(kept, name=f"chk_{name}")
+                    serial[name] = _Serial.shifting(register)
+                    with m.If(self.load & (self.index == index)):
+                        m.d.sync += register.eq(value[:kept])
+                    with m.Elif(step):
+                        m.d.sync += register.eq(register >> 1)
+                else:
+                    kept = len(Value.cast(self.desc[name]))
+                    rotates = name in ROTATED_FIELDS and kept <= CHECK_STEPS
+                    zeros = Signal(CHECK_STEPS - kept, name=f"chk_{name}_zeros") if rotates else 0
+                    with m.If(self.load & (self.index == index)):
+                        m.d.sync += self.desc[name].eq(value[:kept])
+                        if rotates:
+                            m.d.sync += zeros.eq(0)
+                    if rotates:
+                        ring = Cat(self.desc[name], zeros)
+                        with m.Elif(step):
+                            m.d.sync += ring.eq(ring.rotate_right(1))
+                        serial[name] = _Serial(ring[0], kept, ring=ring)
+                    if name == "kernel_type":
+                        fails(R.KERNEL_TYPE, value[kept:] != 0)
+                    elif name in ("image_src_addr", "image_dst_addr"):
+                        fails(R.SRC_RANGE if name == "image_src_addr" else R.DST_RANGE,
+                              value[kept:] != 0)
+                    elif name in ("bwsx_base_addr", "active_addr"):   # also 8-byte aligned
+                        fails(R.WEIGHT_RANGE, (value[kept:] != 0) | (value[:3] != 0))
+                    elif name == "para_start_addr":
+                        fails(R.WEIGHT_RANGE, value[kept:] != 0)
+                    elif name in ("channel_switch_addr", "wb_channel_switch_addr"):
+                        fails(R.LAYOUT, value[kept:] != 0)
+                    # arg_add: the bits above ACC_BITS do not change add_term's kept bits.
+                if name == "dma_total_byte":
+                    fails(R.LAYOUT, value[kept:] != 0)
+            for reason, condition in conditions.items():
+                flag = Signal(name=f"chk_word{index}_{R(reason).name.lower()}")
+                with m.If(self.load & (self.index == index)):
+                    m.d.sync += flag.eq(condition)
+                flags.setdefault(reason, []).append(flag)
+        return ({reason: Cat(*word_flags).any() for reason, word_flags in flags.items()},
+                serial)
 
     def elaborate(self, platform):
         m = Module()
+        step = Signal()                     # a multiplier step (not the first, adding init)
+        flags, serial = self._latch(m, step)
         d = self.desc
         R = GatewareReason
+        # o_ch_num_coef = o_ch_num (WEIGHT_LOADS), before o_ch_num_coef shifts: the two fields
+        # share a word.
+        word = _WORD_OF["o_ch_num"]
+        per_load_all = Signal(name="chk_per_load_all")
+        with m.If(self.load & (self.index == word)):
+            fields = data.View(WORD_LAYOUTS[word], self.word)
+            m.d.sync += per_load_all.eq(fields.o_ch_num_coef == fields.o_ch_num)
 
         # Sizes and derived counts: real values (descriptor fields hold value − 1). Where a
         # field's value − 1 serves as well, it is used as it is: each + 1 is an adder.
@@ -268,36 +432,49 @@ class DescriptorCheck(wiring.Component):
             m.d.comb += [row_len.eq(width_m1[6:] + 1),
                          shift.eq(Mux(width_m1[4:] == 0, 2, Mux(width_m1[5:] == 0, 1, 0))),
                          groups.eq(1 << shift)]
+        # The step: 0 for the first step and the one for multiplier bit 0, and so on.
+        k = Signal(range(CHECK_STEPS))
+
+        def stepped(name):
+            """A field as a multiplier or compared bit-serially: rotating if it can."""
+            return serial.get(name, d[name])
+
         # Channel blocks of the maps − 1: ⌈C / groups⌉ − 1 = (C − 1) >> log2(groups).
-        in_blocks_m1, out_blocks_m1 = Signal(10), Signal(10)
-        m.d.comb += [in_blocks_m1.eq(d.i_ch_num >> group_shift_in),
-                     out_blocks_m1.eq(d.o_ch_num >> group_shift_out)]
-        PL = _MinusOne(d.o_ch_num_coef)     # output channels a load
+        in_blocks_m1 = Signal(10)
+        m.d.comb += in_blocks_m1.eq(d.i_ch_num >> group_shift_in)
+        # o_ch_num rotates: bit k + shift is in the ring at shift, unless past o_ch_num's top.
+        ring = serial["o_ch_num"].ring
+        out_blocks_m1 = _Serial(ring.bit_select(group_shift_out, 1)
+                                & ~gt_const(k + group_shift_out, len(d.o_ch_num) - 1),
+                                len(d.o_ch_num))
+        PL = _MinusOne(serial["o_ch_num_coef"])                  # output channels a load
+        # Multipliers that are fields + 1, given as they are (the + 1 bit-serially).
+        H_bits, OH_bits, OC_bits = (_MinusOne(stepped(name))
+                                    for name in ("i_col_high", "o_col_high", "o_ch_num"))
 
         # ---- products, in lockstep: (multiplicand, multiplier, init) ------------------------
         # (a multiplier that is a field + 1 is given as _MinusOne(field))
         ram_bits = self._ram_lines.bit_length()
-        weight_bits = self._weight_bytes.bit_length()
         products = {
-            "chsw": (row_len_in, H, None),                    # lines a channel block, input
-            "wbchsw": (row_len_out, OH, None),                # the same, output
+            "chsw": (row_len_in, H_bits, None),               # lines a channel block, input
+            "wbchsw": (row_len_out, OH_bits, None),           # the same, output
             # OW·OH − 1 = (OW − 1)·OH + OH − 1: channel_byte_num as it is
-            "plane": (d.o_row_wid, OH, d.o_col_high),
+            "plane": (d.o_row_wid, OH_bits, d.o_col_high),
             # channel_byte_num·O − 1 (dma_total_byte as it is), in the same way
-            "total": (d.channel_byte_num, OC, d.o_ch_num),
+            "total": (d.channel_byte_num, OC_bits, d.o_ch_num),
             "para": (per_oc, PL, None),                       # bytes a load
             # load_time = ⌈O / PL⌉  ⇔  (LT − 1)·PL ≤ O − 1 < LT·PL. With ~(O − 1) = 1023 − (O − 1)
             # added, (LT − 1)·PL ≤ O − 1 ⇔ the result is below 1024, and then O − 1 < LT·PL ⇔
             # the result + PL reaches 1024.
             "loads": (d.load_time, PL, ~d.o_ch_num),
             # the map's end line (the channel_switch_addr fields are the layout's lines a block
-            # once LAYOUT has passed, so their top bits are 0 and the products exact)
-            "src_end": (d.channel_switch_addr[:BLOCK_LINE_BITS], _MinusOne(in_blocks_m1),
+            # once LAYOUT has passed; from bit ram_bits up they alone put the end past the RAM)
+            "src_end": (d.channel_switch_addr[:ram_bits], _MinusOne(in_blocks_m1),
                         d.image_src_addr),
-            "dst_end": (d.wb_channel_switch_addr[:BLOCK_LINE_BITS], _MinusOne(out_blocks_m1),
+            "dst_end": (d.wb_channel_switch_addr[:ram_bits], _MinusOne(out_blocks_m1),
                         d.image_dst_addr),
-            # the end of the layer's weights, as far as the memory's bits go
-            "weights_end": (per_oc, OC, d.para_start_addr[:weight_bits]),
+            # the end of the layer's weights (para_start_addr's kept bits: a flag has the rest)
+            "weights_end": (per_oc, OC_bits, d.para_start_addr),
             "add_term": (d.arg_add, g_ic, None),
         }
         # The check's results are compared bit-serially (below) and need no register of their
@@ -309,10 +486,10 @@ class DescriptorCheck(wiring.Component):
 
         # The cycle of start, a first step (the descriptor is valid from the cycle after
         # start), CHECK_STEPS steps, the comparisons.
-        k = Signal(range(CHECK_STEPS))
         running = Signal()
         first = Signal()
         finishing = Signal()
+        m.d.comb += step.eq(running & ~first & ~self.start)
         m.d.sync += [self.done.eq(0), finishing.eq(0)]
         with m.If(self.start):
             m.d.sync += [k.eq(0), running.eq(1), first.eq(1)]
@@ -347,8 +524,12 @@ class DescriptorCheck(wiring.Component):
 
         def equals(name, field):                            # result = field
             bit = mul[name].emitted
-            low_eq = serial_flag(f"{name}_low_eq", 1, lambda eq: eq & (bit == low_bit(field)))
-            return low_eq & (field[CHECK_STEPS:] == mul[name].acc)
+            if isinstance(field, _Serial):
+                field_bit, upper = field.bit, field.upper
+            else:
+                field_bit, upper = low_bit(field), field[CHECK_STEPS:]
+            low_eq = serial_flag(f"{name}_low_eq", 1, lambda eq: eq & (bit == field_bit))
+            return low_eq & (upper == mul[name].acc)
 
         def exceeds(name, limit):                           # result > limit (a constant)
             bit, low_limit = mul[name].emitted, low_bit(limit)
@@ -358,25 +539,28 @@ class DescriptorCheck(wiring.Component):
 
         def above(field, name, bits):
             """field < result, for values below 2^bits (at least CHECK_STEPS bits compared)."""
-            bit, other = mul[name].emitted, low_bit(field)
+            upper = max(bits - CHECK_STEPS, 0)
+            if isinstance(field, _Serial):                  # no bits from CHECK_STEPS up
+                other, field_upper = field.bit, Const(0, upper)
+            else:
+                field = Cat(field, Const(0, max(bits - len(field), 0)))   # a narrowed field
+                other, field_upper = low_bit(field), field[CHECK_STEPS:CHECK_STEPS + upper]
+            bit = mul[name].emitted
             low_lt = serial_flag(f"{name}_low_above", 0,
                                  lambda lt: Mux(other ^ bit, bit, lt))
-            upper = max(bits - CHECK_STEPS, 0)
-            return _lt(field[CHECK_STEPS:CHECK_STEPS + upper], mul[name].acc[:upper], low_lt)
+            return _lt(field_upper, mul[name].acc[:upper], low_lt)
 
         # ---- comparisons (the cycle after the last step), first failure wins ---------------
-        unsupported = (d.first_stride | d.bypass_conv | d.pad_type | d.ram_flag | d.full_add
-                       | (d.coef_column_offset != 0) | (d.coef_row_offset != 0)
-                       | (d.coef_size != 0) | ~d.load_para | ~d.load_coor | ~d.load_act)
         # channel_byte_num = OW·OH makes channel_byte_num · O the real dma_total_byte check.
-        layout_ok = ((d.i_row_wid[6:] != 15) & (d.o_row_wid[6:] != 15)   # < 16 lines a row
+        layout_ok = (~flags[R.LAYOUT]                               # fields' bits too high
+                     & (d.i_row_wid[6:] != 15) & (d.o_row_wid[6:] != 15)   # < 16 lines a row
                      & (d.row_switch_addr == row_len_in) & equals("chsw", d.channel_switch_addr)
                      & (d.coef_group == groups_in)
                      & (d.wb_row_switch_addr == row_len_out)
                      & equals("wbchsw", d.wb_channel_switch_addr)
                      & (d.wb_group == groups_out)
                      & equals("plane", d.channel_byte_num)
-                     & equals("total", d.dma_total_byte))
+                     & equals("total", serial["dma_total_byte"]))
         # PL ≤ O as well: implied when LT > 1 (PL ≤ (LT − 1)·PL < O); when LT = 1 the loads
         # check gives O ≤ PL, so that PL ≤ O ⇔ PL = O.
         # The loads result L is below 2^n and L + PL reaches 2^n (n: o_ch_num's bits): the carry
@@ -389,23 +573,25 @@ class DescriptorCheck(wiring.Component):
             "loads_carry", 0,
             lambda c: Mux(in_n, (loads_bit & pl_bit) | (c & (loads_bit | pl_bit)),
                           ~loads_bit & (c | pl_bit)))
-        loads_ok = (equals("para", d.para_size)
+        loads_ok = (equals("para", serial["para_size"])
                     & loads_carry & ~mul["loads"].acc.any()
-                    & ((d.load_time != 0) | (d.o_ch_num_coef == d.o_ch_num)))
-        src_bad = exceeds("src_end", self._ram_lines)
-        dst_bad = exceeds("dst_end", self._ram_lines)
+                    & ((d.load_time != 0) | per_load_all))
+        src_bad = (flags[R.SRC_RANGE] | (d.channel_switch_addr[ram_bits:] != 0)
+                   | exceeds("src_end", self._ram_lines))
+        dst_bad = (flags[R.DST_RANGE] | (d.wb_channel_switch_addr[ram_bits:] != 0)
+                   | exceeds("dst_end", self._ram_lines))
         # Reached only when both maps end inside the RAM: lines below 2^ram_bits.
-        overlap = (above(d.image_src_addr, "dst_end", ram_bits)
-                   & above(d.image_dst_addr, "src_end", ram_bits))
+        overlap = (above(stepped("image_src_addr"), "dst_end", ram_bits)
+                   & above(stepped("image_dst_addr"), "src_end", ram_bits))
         # bwsx_base_addr + 8·O > size  ⇔  bwsx_base_addr // 8 + O − 1 ≥ size // 8 when
         # bwsx_base_addr is a multiple of 8 (else it is out of range anyway).
-        weights_bad = ((d.para_start_addr[weight_bits:] != 0)
+        # (Unaligned tables and addresses past the memory: flags[WEIGHT_RANGE].)
+        weights_bad = (flags[R.WEIGHT_RANGE]
                        | exceeds("weights_end", self._weight_bytes)
                        | _sum_exceeds(d.bwsx_base_addr[3:], d.o_ch_num,
                                       self._weight_bytes // BN_ENTRY_BYTES - 1)
                        # active_addr + 144 > size  ⇔  active_addr > size − 144
-                       | gt_const(d.active_addr, self._weight_bytes - ACT_TABLE_BYTES)
-                       | (d.bwsx_base_addr[:3] != 0) | (d.active_addr[:3] != 0))
+                       | gt_const(d.active_addr, self._weight_bytes - ACT_TABLE_BYTES))
         # Input channels (config_limited): max_entries for 3×3, max_channels_1x1 for 1×1,
         # any when depthwise.
         limits_bad = (gt_const(d.i_row_wid, self._max_width - 1)
@@ -413,11 +599,11 @@ class DescriptorCheck(wiring.Component):
                                    gt_const(d.i_ch_num, self._max_channels_1x1 - 1)))
                       | ~self.eight_bit_mode)
         result = Signal(REASON_BITS)
-        with m.If(d.kernel_type[1:] != 0):
+        with m.If(flags[R.KERNEL_TYPE]):
             m.d.comb += result.eq(R.KERNEL_TYPE)
         with m.Elif(gt_const(d.pool_type, 9)):
             m.d.comb += result.eq(R.POOL_TYPE)
-        with m.Elif(unsupported):
+        with m.Elif(flags[R.UNSUPPORTED_MODE]):
             m.d.comb += result.eq(R.UNSUPPORTED_MODE)
         with m.Elif(dw & (C != OC)):
             m.d.comb += result.eq(R.CHANNELS)

@@ -285,7 +285,12 @@ class KpuEngine(wiring.Component):
         weight_bytes = self._weight_words * WEIGHT_WORD_BYTES
         log_b = B.bit_length() - 1
 
-        d = Signal(DescriptorLayout)
+        # ---- check: latches the descriptor; the reason code and arg_add · G, bit-serially ---
+        m.submodules.check = check = DescriptorCheck(
+            ram_lines=ram_lines, weight_bytes=weight_bytes, max_width=WMAX, max_entries=E,
+            max_channels_1x1=self.max_channels_1x1)
+        m.d.comb += check.eight_bit_mode.eq(self.eight_bit_mode)
+        d = check.desc
         # Layer geometry (valid from CHECK onward).
         C = Signal(11)
         OC = Signal(11)
@@ -321,12 +326,6 @@ class KpuEngine(wiring.Component):
             in_shift.eq(Mux(d.coef_group == 4, 2, Mux(d.coef_group == 2, 1, 0))),
             out_shift.eq(Mux(d.wb_group == 4, 2, Mux(d.wb_group == 2, 1, 0))),
         ]
-
-        # ---- check: the reason code and arg_add · G, bit-serially --------------------------
-        m.submodules.check = check = DescriptorCheck(
-            ram_lines=ram_lines, weight_bytes=weight_bytes, max_width=WMAX, max_entries=E,
-            max_channels_1x1=self.max_channels_1x1)
-        m.d.comb += [check.desc.eq(d), check.eight_bit_mode.eq(self.eight_bit_mode)]
 
         # ---- group state ------------------------------------------------------------------
         oc0 = Signal(11)                    # first output channel of the group
@@ -387,18 +386,16 @@ class KpuEngine(wiring.Component):
         tables_start = Signal()
         tables_done = Signal()
 
-        # Descriptor words go to their place in ``d`` (only the bits of a field are stored).
+        # Descriptor words go to the check, which latches what the engine and it need.
         desc_word = Signal(range(DESCRIPTOR_WORDS))
-        m.d.comb += self.partial.eq(desc_word != 0)
+        m.d.comb += [self.partial.eq(desc_word != 0),
+                     check.index.eq(desc_word), check.word.eq(self.desc.payload)]
 
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 m.d.comb += self.desc.ready.eq(1)
                 with m.If(self.desc.valid & ~self.flush):
-                    for i in range(DESCRIPTOR_WORDS):
-                        with m.If(desc_word == i):
-                            m.d.sync += d.as_value()[WORD_BITS * i:WORD_BITS * (i + 1)].eq(
-                                self.desc.payload)
+                    m.d.comb += check.load.eq(1)
                     m.d.sync += desc_word.eq(desc_word + 1)
                     with m.If(desc_word == DESCRIPTOR_WORDS - 1):
                         m.d.sync += desc_word.eq(0)

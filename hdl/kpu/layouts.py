@@ -3,6 +3,7 @@
 - :data:`DescriptorLayout`: the 12 × 64-bit layer descriptor as one 768-bit
   :class:`~amaranth.lib.data.FlexibleLayout` (reserved bits have no field). Fields with
   ``minus_one`` hold ``value − 1`` exactly as in the words.
+- :data:`WORD_LAYOUTS`: the fields of each word on their own, one 64-bit layout a word.
 - :data:`BatchNormLayout`, :data:`ActSegmentLayout`: one 64-bit side-table entry each.
 - :class:`GatewareReason`: reason codes the gateware reports, :class:`.descriptor.Reason` plus
   the limits of one gateware configuration.
@@ -15,7 +16,7 @@ from amaranth.lib import data
 
 from .descriptor import FIELDS, WORD_NAMES, Reason
 
-__all__ = ["WORD_BITS", "DESCRIPTOR_WORDS", "DESCRIPTOR_BITS", "DescriptorLayout",
+__all__ = ["WORD_BITS", "DESCRIPTOR_WORDS", "DESCRIPTOR_BITS", "DescriptorLayout", "WORD_LAYOUTS",
            "BatchNormLayout", "ActSegmentLayout", "GatewareReason", "REASON_BITS"]
 
 #: Bits of one descriptor word and of one side-table entry.
@@ -24,11 +25,21 @@ WORD_BITS = 64
 DESCRIPTOR_WORDS = len(WORD_NAMES)
 DESCRIPTOR_BITS = WORD_BITS * DESCRIPTOR_WORDS
 
+
+def _shape(field):
+    return signed(field.width) if field.signed else unsigned(field.width)
+
+
 DescriptorLayout = data.FlexibleLayout(DESCRIPTOR_BITS, {
-    field.name: data.Field(signed(field.width) if field.signed else unsigned(field.width),
-                           WORD_BITS * field.word + field.lsb)
-    for field in FIELDS
+    field.name: data.Field(_shape(field), WORD_BITS * field.word + field.lsb) for field in FIELDS
 })
+
+#: The fields of word ``i`` alone: ``WORD_LAYOUTS[i]``.
+WORD_LAYOUTS = tuple(
+    data.FlexibleLayout(WORD_BITS, {field.name: data.Field(_shape(field), field.lsb)
+                                    for field in FIELDS if field.word == word})
+    for word in range(DESCRIPTOR_WORDS)
+)
 
 # Side-table entries, as packed by :func:`.descriptor.pack_batchnorm` / ``pack_activation``.
 BatchNormLayout = data.StructLayout({
