@@ -103,7 +103,10 @@ def run_kpu(kpu, ram, weights, descriptors, *, timeout_cycles=200_000, eight_bit
     async def bench(ctx):
         if through_ports:
             await write_memory(ctx, kpu.ram, pack_words(ram, ram_word))
-            await write_memory(ctx, kpu.weights, pack_words(weights, 8))
+            if engine.single_port_ram:     # one host port: weights above the RAM words
+                await write_memory(ctx, kpu.ram, pack_words(weights, 8), kpu.weight_offset)
+            else:
+                await write_memory(ctx, kpu.weights, pack_words(weights, 8))
         else:
             for i, word in enumerate(pack_words(ram, ram_word)):
                 ctx.set(kpu.ram_memory.data[i], word)
@@ -154,10 +157,10 @@ async def read_register(ctx, kpu, register):
     return ctx.get(kpu.bus.r_data)
 
 
-async def write_memory(ctx, port, words):
-    """Write ``words`` from word 0 through a host memory port, one a cycle."""
+async def write_memory(ctx, port, words, base=0):
+    """Write ``words`` from word ``base`` through a host memory port, one a cycle."""
     ctx.set(port.w_en, (1 << len(port.w_en)) - 1)
-    for addr, word in enumerate(words):
+    for addr, word in enumerate(words, base):
         ctx.set(port.addr, addr)
         ctx.set(port.w_data, word)
         await ctx.tick()

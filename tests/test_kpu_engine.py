@@ -329,10 +329,13 @@ def test_bad_parameters_raise():
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_host_ports_write_and_read_memories(config):
-    # l3w8 keeps the KPU RAM and the weights in one single-port memory: the weights sit above
-    # the RAM words, and neither port's writes reach the other's words.
+    # l3w8 and l1w8s keep the KPU RAM and the weights in one single-port memory with one host
+    # port: the weights sit above the RAM words, and neither's writes reach the other's words.
     from amaranth.sim import Simulator
     kpu = make_kpu(config)
+    single = kpu.engine.single_port_ram
+    assert single == (not hasattr(kpu, "weights"))
+    weight_port, weight_base = (kpu.ram, kpu.weight_offset) if single else (kpu.weights, 0)
     word_bytes = CONFIGS[config]["ram_word_bytes"]
     ones = (1 << 8 * word_bytes) - 1
     ram_words = {0: 0x0123456789ABCDEF_FEDCBA9876543210 & ones, 3: 0x5A5A5A5A5A5A5A5A5A & ones,
@@ -359,13 +362,13 @@ def test_host_ports_write_and_read_memories(config):
         for addr, value in ram_words.items():
             await write(ctx, kpu.ram, addr, value, (1 << word_bytes) - 1)
         for addr, value in weight_words.items():
-            await write(ctx, kpu.weights, addr, value, 0xFF)
+            await write(ctx, weight_port, weight_base + addr, value, 0xFF)
         # A byte-enabled write changes only the enabled bytes.
         await write(ctx, kpu.ram, 3, 0, 0b1)
-        await write(ctx, kpu.weights, 7, 0, 0b10)
+        await write(ctx, weight_port, weight_base + 7, 0, 0b10)
         for addr, value in weight_words.items():
             want = value & ~0xFF00 if addr == 7 else value
-            assert await read(ctx, kpu.weights, addr) == want
+            assert await read(ctx, weight_port, weight_base + addr) == want
             assert ctx.get(kpu.weight_memory.data[kpu.weight_offset + addr]) == want
         for addr, value in ram_words.items():
             assert await read(ctx, kpu.ram, addr) == (value & ~0xFF if addr == 3 else value)
@@ -381,9 +384,9 @@ def test_host_ports_write_and_read_memories(config):
 
 
 def test_single_port_layer_loaded_through_host_ports():
-    # The host writes the weights through their port into the memory they share with the KPU
-    # RAM; the engine reads them from there (run_kpu checks every cycle that it never uses
-    # the shared port twice).
+    # The host writes the weights through the one host port into the memory they share with
+    # the KPU RAM, above its words; the engine reads them from there (run_kpu checks every
+    # cycle that it never uses the shared port twice).
     rng = random.Random("host-ports")
     kpu = make_kpu("l3w8")
     d, weights = random_layer(rng, ram_bytes=RAM_BYTES, weight_bytes=WEIGHT_BYTES,

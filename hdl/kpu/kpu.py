@@ -104,9 +104,10 @@ class Kpu(wiring.Component):
         does not infer SPRAM from a memory; its behavioural twin otherwise) of words of 8
         bytes: the KPU RAM from word 0, the weights from word :attr:`weight_offset`, at most
         128 KiB together. The engine never reads a weight in a cycle it uses the KPU RAM. The
-        two host ports share the SPRAM's one port: use at most one of them in a cycle (a
-        ``weights`` access wins); ``r_data`` of both is the last word read through either, and
-        is undefined after a host write until the next read.
+        host has one port to it, ``ram`` (there is no ``weights`` port): a host bridge
+        writes a weight word at ``weight_offset`` plus its index, and the SPRAM's one port
+        needs no choice between two host ports. ``r_data`` is undefined after a host write
+        until the next read.
     ram_word_bytes, lanes, post_lanes, max_width, max_entries, serial_post, platform, dsp_budget
         See :class:`.engine.KpuEngine`.
 
@@ -116,12 +117,14 @@ class Kpu(wiring.Component):
     irq : Out(1)
         OR of INT_STATUS.
     ram : In(HostMemorySignature(...))
-        KPU RAM words of ``ram_word_bytes``.
+        KPU RAM words of ``ram_word_bytes``; with ``single_port_ram`` every word of the SPRAM
+        (KPU RAM, then weights).
     ram_memory : Memory or None
         The KPU RAM's memory (rows from 0), for simulations to load and read; ``None`` with
         SPRAM primitives.
     weights : In(HostMemorySignature(...))
-        Weight memory, 64-bit words (little-endian byte order within a word).
+        Weight memory, 64-bit words (little-endian byte order within a word); not with
+        ``single_port_ram``.
     weight_memory : Memory or None
         The memory holding the weights, for simulations: ``ram_memory`` itself with
         ``single_port_ram``. Weight word ``i`` is its row ``weight_offset + i``.
@@ -172,6 +175,7 @@ class Kpu(wiring.Component):
         self._platform = platform
         ram_addr = len(self._engine.ram_rd.addr)
         w_addr = len(self._engine.w_rd.addr)
+        ports = {"bus": In(RegisterBusSignature()), "irq": Out(1)}
         if single_port_ram:
             # iCE40 SPRAM primitives on an iCE40 platform, their behavioural twin otherwise.
             self._spram = Ice40Spram(
@@ -179,6 +183,9 @@ class Kpu(wiring.Component):
                 platform=platform if platform_family(platform) == "ice40" else None)
             self.ram_memory = self.weight_memory = self._spram.memory
             self.weight_offset = ram_bytes // SPRAM_WORD_BYTES
+            spram_words = (ram_bytes + weight_bytes) // SPRAM_WORD_BYTES
+            ports["ram"] = In(HostMemorySignature(max(1, (spram_words - 1).bit_length()),
+                                                  SPRAM_WORD_BYTES))
         else:
             self._spram = None
             self.ram_memory = memory.Memory(shape=unsigned(8 * ram_word_bytes),
@@ -186,12 +193,9 @@ class Kpu(wiring.Component):
             self.weight_memory = memory.Memory(shape=unsigned(64),
                                                depth=weight_bytes // WEIGHT_WORD_BYTES, init=[])
             self.weight_offset = 0
-        super().__init__({
-            "bus": In(RegisterBusSignature()),
-            "irq": Out(1),
-            "ram": In(HostMemorySignature(ram_addr, ram_word_bytes)),
-            "weights": In(HostMemorySignature(w_addr, WEIGHT_WORD_BYTES)),
-        })
+            ports["ram"] = In(HostMemorySignature(ram_addr, ram_word_bytes))
+            ports["weights"] = In(HostMemorySignature(w_addr, WEIGHT_WORD_BYTES))
+        super().__init__(ports)
 
     engine = property(lambda self: self._engine)
     ram_bytes = property(lambda self: self._ram_bytes)
@@ -208,23 +212,17 @@ class Kpu(wiring.Component):
         if self._spram is not None:
             m.submodules.ram = spram = self._spram
             # One address: the engine never reads while it writes, nor reads weights while it
-            # uses the KPU RAM (single_port_ram); the host uses one port at a time.
+            # uses the KPU RAM (single_port_ram); the host's one port addresses every word.
             weight_addr = self.weight_offset + engine.w_rd.addr
             engine_addr = Mux(engine.ram_wr.en.any(), engine.ram_wr.addr,
                               Mux(engine.w_rd.en, weight_addr, engine.ram_rd.addr))
-            host_weights = Signal()
-            m.d.comb += host_weights.eq(self.weights.w_en.any() | self.weights.r_en)
-            host_addr = Mux(host_weights, self.weight_offset + self.weights.addr, self.ram.addr)
             m.d.comb += [
-                spram.addr.eq(Mux(busy, engine_addr, host_addr)),
-                spram.r_en.eq(Mux(busy, engine.ram_rd.en | engine.w_rd.en,
-                                  self.ram.r_en | self.weights.r_en)),
-                spram.w_data.eq(Mux(busy, engine.ram_wr.data,
-                                    Mux(host_weights, self.weights.w_data, self.ram.w_data))),
-                spram.w_en.eq(Mux(busy, engine.ram_wr.en,
-                                  Mux(host_weights, self.weights.w_en, self.ram.w_en))),
+                spram.addr.eq(Mux(busy, engine_addr, self.ram.addr)),
+                spram.r_en.eq(Mux(busy, engine.ram_rd.en | engine.w_rd.en, self.ram.r_en)),
+                spram.w_data.eq(Mux(busy, engine.ram_wr.data, self.ram.w_data)),
+                spram.w_en.eq(Mux(busy, engine.ram_wr.en, self.ram.w_en)),
                 engine.ram_rd.data.eq(spram.r_data), engine.w_rd.data.eq(spram.r_data),
-                self.ram.r_data.eq(spram.r_data), self.weights.r_data.eq(spram.r_data),
+                self.ram.r_data.eq(spram.r_data),
             ]
         else:
             m.submodules.ram_memory = ram = self.ram_memory
