@@ -516,9 +516,13 @@ class KpuEngine(wiring.Component):
         # read data instead): every row of a 1×1 entry of nine channels, else row 2 only.
         fill = {r: Signal(8 * B, name=f"fill_{r}") for r in range(2 if center else 0, R_MAX)}
         xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]     # the emitter's rows
+        # ``ok``: which of the emitter's rows hold map bytes; the others are pad rows (the pad
+        # value, 3×3) or rows past the last channel (0, 1×1), whatever their bytes: the
+        # column leaving the emitter takes the pad byte for them (a byte, not a row of them).
         FillMeta = data.StructLayout({
             "y": 10, "slot": range(ACC_ROWS), "e": 11, "k": n_blocks.shape(),
             "ncols": range(B + 1), "last_e": 1, "last_block": 1, "group_last": 1,
+            "ok": R_MAX,
         })
         fill_meta = Signal(FillMeta)
         rows_done = Signal(11)
@@ -634,6 +638,9 @@ class KpuEngine(wiring.Component):
                     fill_meta.ncols.eq(Mux(last_block, (W - 1)[:log_b] + 1, B)),
                     fill_meta.last_e.eq(last_entry), fill_meta.last_block.eq(last_block),
                     fill_meta.group_last.eq(last_row & last_entry & last_block),
+                    # Row −1 (3×3, first output row) is the pad row; the requests' rows
+                    # follow as they arrive.
+                    fill_meta.ok.eq(Cat(~k3 | (fy != 0), Const(-1, R_MAX - 1))),
                 ]
             with m.If(fr == last_fr):
                 m.d.sync += [fr.eq(fr_first), fb.eq(fb + 1)]
@@ -658,12 +665,13 @@ class KpuEngine(wiring.Component):
                 if not center:
                     with m.If(~k3):
                         m.d.sync += c_chan.eq(c_next)
-        pad_fill = Mux(k3, d.pad_value, 0).replicate(B)
-        new_row = Signal(8 * B)
-        m.d.comb += new_row.eq(Mux(b_row_ok, self.ram_rd.data, pad_fill))
-        for r, row in fill.items():
+        # A pad request (b_row_ok 0) leaves the port idle: the row takes whatever the read data
+        # holds, and its ok bit says so.
+        for r in range(R_MAX):
             with m.If(b_valid & (b_r == r)):
-                m.d.sync += row.eq(new_row)
+                m.d.sync += fill_meta.ok[r].eq(b_row_ok)
+                if r in fill:
+                    m.d.sync += fill[r].eq(self.ram_rd.data)
         with m.If(b_valid):
             with m.If(b_last):
                 m.d.sync += fill_state.eq(2)
@@ -672,13 +680,13 @@ class KpuEngine(wiring.Component):
         # whose read data the emitter takes as its rows 0 and 1 (nothing reads the line buffer
         # again before: the next block's read waits for the emitter), and a cycle later writes
         # back rows fy and fy+1 for the next output row. The first output row's request 1
-        # writes the pad row and row 0 first. A slot is read at least a cycle after it is
-        # written, so the read port needs no transparency.
+        # writes row 0 first (as mid; its top is the pad row: ``ok``). A row past the map is
+        # written as it came (it is never read back: the sweep ends with it). A slot is read at
+        # least a cycle after it is written, so the read port needs no transparency.
         lb_rd, lb_wr = linebuf.rd[0], linebuf.wr
         m.d.comb += [lb_rd.addr.eq(lb_slot), lb_rd.en.eq(a_valid & a_last & k3),
                      lb_wr.addr.eq(lb_slot), lb_wr.en.eq(b_valid & k3),
-                     lb_wr.data.top.eq(Mux(b_last, lb_rd.data.mid, pad_fill)),
-                     lb_wr.data.mid.eq(new_row)]
+                     lb_wr.data.top.eq(lb_rd.data.mid), lb_wr.data.mid.eq(self.ram_rd.data)]
         # The emitter's rows as they load: 0 and 1 from the line buffer (3×3) or the fill.
         x_load = [lb_rd.data.top, lb_rd.data.mid] + [fill[r] for r in range(2, R_MAX)]
         if not center:
@@ -722,8 +730,11 @@ class KpuEngine(wiring.Component):
         s1_meta = Signal(ColMeta)
         x_pos = x_meta.k * B + cx
         m.d.comb += [s1_valid.eq(emitting), s1_flush.eq(flush_pending)]
-        # Rows a 3×3 sweep does not use must not disturb the window: keep them at 0.
-        m.d.comb += [s1_col[r].eq(xbuf[r][:8] if r < 3 else Mux(k3, 0, xbuf[r][:8]))
+        # Pad rows take the pad byte (see ``ok``); rows a 3×3 sweep does not use must not
+        # disturb the window: keep them at 0.
+        pad_byte = Mux(k3, d.pad_value, 0)
+        m.d.comb += [s1_col[r].eq(Mux(x_meta.ok[r], xbuf[r][:8], pad_byte) if r < 3
+                                  else Mux(~k3 & x_meta.ok[r], xbuf[r][:8], 0))
                      for r in range(R_MAX)]
         m.d.comb += [s1_meta.x.eq(x_pos), s1_meta.slot.eq(x_meta.slot), s1_meta.e.eq(x_meta.e),
                      s1_meta.first_e.eq(x_meta.e == 0),
