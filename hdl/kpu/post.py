@@ -543,11 +543,14 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     """One lane, one output every :data:`SERIAL_PERIOD` (16) cycles, every product through one
     :class:`Mul16` and one accumulator, the activation table in block RAM.
 
-    The stages of output ``n``, issued at cycle ``t0`` (phase 0 of the period):
+    The stages of output ``n``, issued at cycle ``t0`` − 2 (phase 14 of the period before
+    phase 0 of ``t0``):
 
     ========  =============================================================================
-    t0        the accumulator and Σx memories are read (their ports hold the data 16 cycles)
-    +1..+4    x term pieces ``arg_x × Σx`` (2 × 2 limbs); ``alu`` latched at +6
+    t0 − 2    the accumulator and Σx memories are read (their ports hold the data 16 cycles)
+    −1..+4    x term pieces ``arg_x' × Σx`` (3 × 2 limbs), the accumulator starting from
+              ``(acc + w_term + add_term) << 15``; ``alu`` (bits 15.. of the sum) latched
+              at +6
     +8..+13   batch-norm pieces ``alu × bn_mul`` (3 × 2 limbs), the product at +15, shifted
               right by ``bn_shift`` a bit a cycle; ``v`` latched at +31
     +31..+46  search: rows 1..15 read at +31..+45 and compared at +32..+46 (keep the last
@@ -557,38 +560,52 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
               clamped by :func:`serial_round_clamp`; the byte leaves at +73
     ========  =============================================================================
 
-    So in every period the multiplier takes the x term of one output (phases 1..4), the
+    So in every period the multiplier takes the x term of one output (phases 15, 0..4), the
     activation of another (5..7) and the batch-norm of a third (8..13), the accumulator is
     loaded by each in turn (a product's pieces arrive one cycle after issue, its result is
     read the cycle after its last piece), and the table's read port is busy every cycle.
+
+    The x term's shift right by ``shr_x`` is no shifter: ``arg_x' = arg_x << (15 − shr_x)``
+    is shifted into a register a bit a cycle when the group starts (issue waits for it), and
+    ``(arg_x·Σx) >> shr_x`` is then bits 15.. of ``arg_x'·Σx``. Adding ``C << 15`` to that
+    product adds ``C`` to its bits 15.. exactly, so the accumulator that sums the pieces also
+    adds the conv result and the w and add terms.
     Returns the meta of the output leaving, its byte and an idle signal.
     """
     d = ctx.d
     act = ctx.act
     T = SERIAL_PERIOD
+    ISSUE = T - 2                           # the phase outputs issue at
     phase = Signal(range(T))
     mp.d.sync += phase.eq(Mux(phase == T - 1, 0, phase + 1))
     with mp.If(ctx.run_start):
-        mp.d.sync += phase.eq(0)
+        mp.d.sync += phase.eq(ISSUE)
     at = [phase == n for n in range(T)]
 
+    # arg_x' = arg_x << (X_SHIFT − shr_x), shifted a bit a cycle from the group's start.
+    X_SHIFT = 2 ** len(d.shr_x) - 1
+    arg_x = Signal(signed(len(d.arg_x) + X_SHIFT))
+    arg_x_left = Signal(len(d.shr_x))       # shifts still to do
+    with m.If(ctx.run_start):
+        m.d.sync += [arg_x.eq(d.arg_x), arg_x_left.eq(X_SHIFT - d.shr_x)]
+    with m.Elif(arg_x_left != 0):
+        m.d.sync += [arg_x.eq(arg_x << 1), arg_x_left.eq(arg_x_left - 1)]
+
     m0, addr, posting = sequencer(m, mp, ctx, lanes=1, post_lanes=1, max_width=max_width,
-                                  gate=at[0])
+                                  gate=at[ISSUE] & (arg_x_left == 0))
     Meta = m0.shape()
     # The memories are read only when an output issues: their ports then hold the data.
     m.d.comb += [ctx.acc_post.addr.eq(addr), ctx.xsum_post.addr.eq(addr),
                  ctx.acc_post.en.eq(m0.kind.valid & ~stall),
                  ctx.xsum_post.en.eq(m0.kind.valid & ~stall)]
 
-    # Metas of the outputs in the x and batch-norm stages (meta_x: a meta is held 16 cycles,
-    # from issue to the batch-norm product), the batch-norm shift, the search, the activation,
-    # and the rounding until the byte leaves. Five: an output takes 73 cycles from issue.
+    # Metas of the outputs in the x and batch-norm stages (meta_x: from issue to the phase
+    # before the batch-norm product), the batch-norm shift, the search, the activation, and
+    # the rounding until the byte leaves. Five: an output takes 75 cycles from issue.
     meta_x, meta_v, meta_s, meta_a, meta_r = (Signal(Meta, name=f"serial_meta_{n}")
                                               for n in "xvsar")
-    with mp.If(at[0]):
-        mp.d.sync += meta_x.eq(m0)
-    with mp.If(at[T - 1]):
-        mp.d.sync += [meta_v.eq(meta_x), meta_s.eq(meta_v), meta_a.eq(meta_s)]
+    with mp.If(at[ISSUE]):
+        mp.d.sync += [meta_x.eq(m0), meta_v.eq(meta_x), meta_s.eq(meta_v), meta_a.eq(meta_s)]
 
     # Operands held for the products.
     alu = Signal(signed(ACC_BITS))          # batch-norm stage input
@@ -601,40 +618,44 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     sh_a = Signal(6)
     bias_a = Signal(8)
     xsum = ctx.xsum_post.data
-    x_bits = len(d.arg_x) + len(xsum)
+    # What the x term's accumulator starts from: the conv result and the group's terms, at
+    # bit X_SHIFT (see above); the memory's data is there from phase ISSUE + 1.
+    x_base = Signal(ACC_BITS)
+    m.d.comb += x_base.eq(ctx.acc_post.data[0] + ctx.w_term[0] + ctx.add_term)
+    x_init = Cat(Const(0, X_SHIFT), x_base)
 
-    # The pieces: phase → (first piece?, A limb, B limb, shift), each product's pieces
-    # consecutive from its first phase and done before the next product's (Σx may have one
-    # limb only, then the x term takes two phases).
-    products = [(1, 5, d.arg_x, xsum), (5, 8, dv_a, y_a), (8, 14, alu, ctx.bn_mul[0])]
+    # The pieces: phase → (start, A limb, B limb, shift), each product's pieces consecutive
+    # from its first phase (−1: phase 15 of the period before) and done before the next
+    # product's (Σx may have one limb only, then the x term takes fewer phases). ``start`` is
+    # what the accumulator adds the first piece to, None for the others.
+    products = [(-1, 5, x_init, arg_x, xsum), (5, 8, 0, dv_a, y_a),
+                (8, 14, 0, alu, ctx.bn_mul[0])]
     pieces = {}
-    for start, end, a, b in products:
-        n = start
+    for first, end, init, a, b in products:
+        n = first
         for limb_b in limbs(b.shape()):
             for limb_a in limbs(a.shape()):
-                pieces[n] = (n == start, _limb(a, limb_a), _limb(b, limb_b),
-                             limb_a[0] + limb_b[0])
+                pieces[n % T] = (init if n == first else None, _limb(a, limb_a),
+                                 _limb(b, limb_b), limb_a[0] + limb_b[0])
                 n += 1
-        assert n <= end, f"{n - start} pieces do not fit phases {start}..{end - 1}"
+        assert n <= end, f"{n - first} pieces do not fit phases {first}..{end - 1}"
 
     mp.submodules.mul = mul = Mul16(platform)
     m.d.comb += mul.en.eq(~stall)
     acc = Signal(signed(ACC_BITS + 17))     # dv × y_mul exactly; the others modulo
     with mp.Switch(phase):
-        for n, (first, a, b, shift) in pieces.items():
+        for n, (start, a, b, shift) in pieces.items():
             with mp.Case(n):
                 mp.d.comb += [mul.a.eq(a), mul.b.eq(b)]
     with mp.Switch(phase):               # a piece's product arrives the phase after its issue
-        for n, (first, a, b, shift) in pieces.items():
-            with mp.Case(n + 1):
-                mp.d.sync += acc.eq((0 if first else acc) + (mul.p << shift))
+        for n, (start, a, b, shift) in pieces.items():
+            with mp.Case((n + 1) % T):
+                mp.d.sync += acc.eq((acc if start is None else start) + (mul.p << shift))
 
-    # x term (phase 6): the accumulator holds arg_x · Σx.
-    x_term = Signal(signed(48))
-    m.d.comb += x_term.eq(acc[:x_bits].as_signed() >> d.shr_x)
+    # x term (phase 6): the accumulator holds (acc + w_term + add_term) << X_SHIFT
+    # + arg_x' · Σx, of which bits X_SHIFT.. are the conv result.
     with mp.If(at[6]):
-        mp.d.sync += alu.eq((ctx.acc_post.data[0] + x_term + ctx.w_term[0]
-                             + ctx.add_term)[:ACC_BITS].as_signed())
+        mp.d.sync += alu.eq(acc[X_SHIFT:X_SHIFT + ACC_BITS])
     # Batch-norm (phase 15): the accumulator holds alu · bn_mul (the low ACC_BITS + 15 bits
     # are exact; as in the parallel pipeline, no higher bit reaches v). It is shifted right by
     # bn_shift (0..15) a bit a cycle over the next period (a barrel shifter costs three times
