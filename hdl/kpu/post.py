@@ -388,24 +388,29 @@ def sequencer(m, mp, ctx, *, lanes, post_lanes, max_width, gate):
     with mp.If(ctx.run_start):
         mp.d.sync += [py.eq(0), pslot.eq(0), pg.eq(0), px.eq(0), posting.eq(1),
                       ctx.rows_freed.eq(0)]
-    last_x = Mux(s1_pool & (py < H), W, W - 1)
+    # py only counts up from 0 to H (the pad row), and only past rows that are done, so
+    # py ≤ H and py ≤ rows_done: the compares are equalities (a `<` is a carry chain).
+    # W − 1 and H − 1 are the descriptor's fields.
+    pad_row = Signal()
+    m.d.comb += pad_row.eq(py == H)
+    last_x = Mux(s1_pool & ~pad_row, W, ctx.d.i_row_wid)
     last_g = Signal(range(NG))
     m.d.comb += last_g.eq((ctx.lanes_active - 1) // Q)
-    row_ready = ctx.tables_ready & ((py < ctx.rows_done) | (py == H))
+    row_ready = ctx.tables_ready & ((py != ctx.rows_done) | pad_row)
     issue = Signal()
     m0 = Signal(Meta)
     mp.d.comb += [issue.eq(posting & row_ready & gate),
                   m0.kind.valid.eq(issue), m0.kind.xpad.eq(px == W),
-                  m0.kind.ypad.eq(py == H), m0.g.eq(pg), m0.x.eq(px), m0.y.eq(py)]
+                  m0.kind.ypad.eq(pad_row), m0.g.eq(pg), m0.x.eq(px), m0.y.eq(py)]
     mp.d.comb += [m0.lanes[q].eq(pg * Q + q < ctx.lanes_active) for q in range(Q)]
     with mp.If(issue):
         with mp.If(px == last_x):
             mp.d.sync += px.eq(0)
             with mp.If(pg == last_g):
                 mp.d.sync += pg.eq(0)
-                with mp.If(py < H):
+                with mp.If(~pad_row):
                     mp.d.sync += ctx.rows_freed.eq(ctx.rows_freed + 1)
-                with mp.If((py == H) | ((py == H - 1) & ~s1_pool)):
+                with mp.If(pad_row | ((py == ctx.d.i_col_high) & ~s1_pool)):
                     mp.d.sync += posting.eq(0)
                 with mp.Else():
                     mp.d.sync += [py.eq(py + 1),
@@ -433,7 +438,7 @@ def build_post(m, ctx, *, lanes, post_lanes, ram_word_bytes, max_width, serial, 
                                                  post_lanes=post_lanes, max_width=max_width,
                                                  platform=platform)
     back_idle = writer(m, mp, ctx, stall, mu, p_u, lanes=lanes, post_lanes=post_lanes,
-                       ram_word_bytes=ram_word_bytes, max_width=max_width)
+                       ram_word_bytes=ram_word_bytes, max_width=max_width, spaced=serial)
     idle = Signal()
     m.d.comb += idle.eq(front_idle & back_idle)
     return idle
@@ -624,18 +629,21 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     m.d.comb += x_base.eq(ctx.acc_post.data[0] + ctx.w_term[0] + ctx.add_term)
     x_init = Cat(Const(0, X_SHIFT), x_base)
 
-    # The pieces: phase → (start, A limb, B limb, shift), each product's pieces consecutive
+    # The pieces: phase → (base, A limb, B limb, shift), each product's pieces consecutive
     # from its first phase (−1: phase 15 of the period before) and done before the next
-    # product's (Σx may have one limb only, then the x term takes fewer phases). ``start`` is
-    # what the accumulator adds the first piece to, None for the others.
+    # product's (Σx may have one limb only, then the x term takes fewer phases). A piece's
+    # product is added to its base: 0 or x_init for a product's first piece, else the
+    # accumulator (None). (Loading x_init into the accumulator a phase earlier, where no
+    # piece arrives, measured 77 iCE40 logic cells more: the first piece's sum with the
+    # accumulator is then one more full-width adder.)
     products = [(-1, 5, x_init, arg_x, xsum), (5, 8, 0, dv_a, y_a),
                 (8, 14, 0, alu, ctx.bn_mul[0])]
     pieces = {}
-    for first, end, init, a, b in products:
+    for first, end, base, a, b in products:
         n = first
         for limb_b in limbs(b.shape()):
             for limb_a in limbs(a.shape()):
-                pieces[n % T] = (init if n == first else None, _limb(a, limb_a),
+                pieces[n % T] = (base if n == first else None, _limb(a, limb_a),
                                  _limb(b, limb_b), limb_a[0] + limb_b[0])
                 n += 1
         assert n <= end, f"{n - first} pieces do not fit phases {first}..{end - 1}"
@@ -644,13 +652,13 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     m.d.comb += mul.en.eq(~stall)
     acc = Signal(signed(ACC_BITS + 17))     # dv × y_mul exactly; the others modulo
     with mp.Switch(phase):
-        for n, (start, a, b, shift) in pieces.items():
+        for n, (base, a, b, shift) in pieces.items():
             with mp.Case(n):
                 mp.d.comb += [mul.a.eq(a), mul.b.eq(b)]
     with mp.Switch(phase):               # a piece's product arrives the phase after its issue
-        for n, (start, a, b, shift) in pieces.items():
+        for n, (base, a, b, shift) in pieces.items():
             with mp.Case((n + 1) % T):
-                mp.d.sync += acc.eq((acc if start is None else start) + (mul.p << shift))
+                mp.d.sync += acc.eq((acc if base is None else base) + (mul.p << shift))
 
     # x term (phase 6): the accumulator holds (acc + w_term + add_term) << X_SHIFT
     # + arg_x' · Σx, of which bits X_SHIFT.. are the conv result.
@@ -707,9 +715,11 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
 
 # ---- back end: pooling, coalescer, write bank --------------------------------------------
 
-def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max_width):
+def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max_width,
+           spaced):
     """Pool the activation bytes ``p_u`` of the outputs ``mu`` (one pixel of ``post_lanes``
-    channels a cycle at most), gather them into RAM words, write the words. The pooling
+    channels a cycle at most; with ``spaced``, one every :data:`SERIAL_PERIOD` cycles at
+    most), gather them into RAM words, write the words. The pooling
     stages and the coalescer are in ``mp`` (stalled), the write bank in ``m``; ``stall`` is
     driven here. Returns a signal that is 1 when nothing is left to write.
 
@@ -725,7 +735,10 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
     WMAX = max_width
     log_b = B.bit_length() - 1
     d = ctx.d
-    pool, OW, OH = ctx.pool, ctx.OW, ctx.OH
+    pool, OH = ctx.pool, ctx.OH
+    # OW (W >> the pool's stride, as the engine's check ensures) is at most max_width: its
+    # compares with columns need the columns' bits only.
+    OW = ctx.OW[:Shape.cast(range(WMAX + 1)).width]
     # Pool Q0 (meta mu, activation bytes p_u): horizontal combine, pick, or bypass; issue the
     # row-buffer read.
     is_max = (pool == Pool.MAX_2_S2) | (pool == Pool.MAX_4_S4) | (pool == Pool.MAX_2_S1)
@@ -733,12 +746,17 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
     block4 = (pool == Pool.MAX_4_S4) | (pool == Pool.MEAN_4_S4)
 
     def op(a, b):
-        return Mux(is_max, Mux(a > b, a, b), a + b)
+        # Max-pooled values are bytes: their compare needs 8 bits, not POOL_BITS.
+        return Mux(is_max, Mux(a[:8] > b[:8], a, b), a + b)
 
     mp.submodules.pbuf = pbuf = memory.Memory(
         shape=data.ArrayLayout(POOL_BITS, Q), depth=NG * WMAX, init=[])
     pbuf_wr = pbuf.write_port()
-    pbuf_rd = pbuf.read_port(transparent_for=(pbuf_wr,))
+    # The row buffer is read (pool stage Q0) in the cycle a column is written (Q1) only when
+    # outputs come a cycle apart: a width-1 stride-1 pool's pad row reads its column right
+    # after the last row wrote it. The serial front end's come SERIAL_PERIOD cycles apart,
+    # and a read port without transparency is plain block RAM.
+    pbuf_rd = pbuf.read_port(transparent_for=() if spaced else (pbuf_wr,))
     hacc = [Signal(POOL_BITS, name=f"hacc_{q}") for q in range(Q)]
     prev_u = [Signal(8, name=f"prev_u_{q}") for q in range(Q)]
     q_valid = Signal()                  # H-token for the vertical stage
@@ -839,7 +857,7 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         mp.d.comb += [new_data[q].word_select(pos, 8).eq(o_byte[q]),
                       new_mask[q].bit_select(pos, 1).eq(o_lanes[q])]
     flush = Signal()
-    mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | (o_ox == OW - 1)))
+    mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | (o_ox == d.o_row_wid)))   # OW − 1
     # With one lane the bank writes the coalescer's word in place (the coalescer waits while
     # the bank is busy) rather than a copy of it: 8·B flip-flops fewer. With more, the bank
     # takes copies, and the coalescer goes on while it writes them one by one.
