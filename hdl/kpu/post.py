@@ -604,13 +604,16 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
                  ctx.acc_post.en.eq(m0.kind.valid & ~stall),
                  ctx.xsum_post.en.eq(m0.kind.valid & ~stall)]
 
-    # Metas of the outputs in the x and batch-norm stages (meta_x: from issue to the phase
+    # Whether an output is in the x and batch-norm stages (valid_x: from issue to the phase
     # before the batch-norm product), the batch-norm shift, the search, the activation, and
     # the rounding until the byte leaves. Five: an output takes 75 cycles from issue.
-    meta_x, meta_v, meta_s, meta_a, meta_r = (Signal(Meta, name=f"serial_meta_{n}")
-                                              for n in "xvsar")
+    # Its position is not carried along: outputs leave in the order they issue, so a second
+    # walk (below) knows it.
+    valid_x, valid_v, valid_s, valid_a, valid_r = (Signal(name=f"serial_valid_{n}")
+                                                   for n in "xvsar")
     with mp.If(at[ISSUE]):
-        mp.d.sync += [meta_x.eq(m0), meta_v.eq(meta_x), meta_s.eq(meta_v), meta_a.eq(meta_s)]
+        mp.d.sync += [valid_x.eq(m0.kind.valid), valid_v.eq(valid_x), valid_s.eq(valid_v),
+                      valid_a.eq(valid_s)]
 
     # Operands held for the products.
     alu = Signal(signed(ACC_BITS))          # batch-norm stage input
@@ -680,9 +683,22 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     # (``meta_r`` holds its meta); the byte leaves at the next phase 9.
     u = serial_round_clamp(mp, acc, sh_a, bias_a, at[9])
     with mp.If(at[9]):
-        mp.d.sync += meta_r.eq(meta_a)
+        mp.d.sync += valid_r.eq(valid_a)
+    # The position of the output leaving: the sequencer's walk (one lane group) once more.
     meta_u = Signal(Meta, name="serial_meta_u")
-    mp.d.comb += [meta_u.eq(meta_r), meta_u.kind.valid.eq(meta_r.kind.valid & at[9])]
+    u_x, u_y = Signal.like(m0.x, name="serial_u_x"), Signal.like(m0.y, name="serial_u_y")
+    u_pad_row = Signal()
+    m.d.comb += u_pad_row.eq(u_y == ctx.H)
+    mp.d.comb += [meta_u.kind.valid.eq(valid_r & at[9]), meta_u.kind.xpad.eq(u_x == ctx.W),
+                  meta_u.kind.ypad.eq(u_pad_row), meta_u.lanes.eq(1), meta_u.x.eq(u_x),
+                  meta_u.y.eq(u_y)]
+    with mp.If(ctx.run_start):
+        mp.d.sync += [u_x.eq(0), u_y.eq(0)]
+    with mp.Elif(meta_u.kind.valid):
+        with mp.If(u_x == Mux(_s1_pool(ctx.pool) & ~u_pad_row, ctx.W, ctx.d.i_row_wid)):
+            mp.d.sync += [u_x.eq(0), u_y.eq(u_y + 1)]
+        with mp.Else():
+            mp.d.sync += u_x.eq(u_x + 1)
 
     # Search. Row r (1..15) is read at phase (r + 14) mod 16 and compared a phase later; the
     # value row of the segment found is read at phase 14 and latched at 15, where the
@@ -708,8 +724,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
                       sh_a.eq(value.shift), bias_a.eq(value.bias), found.eq(0), idx.eq(0)]
 
     idle = Signal()
-    m.d.comb += idle.eq(~posting & ~Cat(meta.kind.valid for meta in
-                                        (meta_x, meta_v, meta_s, meta_a, meta_r)).any())
+    m.d.comb += idle.eq(~posting & ~Cat(valid_x, valid_v, valid_s, valid_a, valid_r).any())
     return meta_u, [u], idle
 
 
