@@ -558,9 +558,10 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
               at +6
     +8..+13   batch-norm pieces ``alu × bn_mul`` (3 × 2 limbs), the product at +15, shifted
               right by ``bn_shift`` a bit a cycle; ``v`` latched at +31
-    +31..+46  search: rows 1..15 read at +31..+45 and compared at +32..+46 (keep the last
-              segment with ``x_start < v`` and ``v − x_start``), the found segment's value
-              row read at +46; ``dv``, ``y_mul``, shift, bias latched at +47
+    +32..+47  search: ``v − x_start`` of segment 0 at +32, rows 1..15 read at +32..+46 and
+              compared at +33..+47 (keep the last segment with ``x_start < v`` and
+              ``v − x_start``), the found segment's value row read at +47; ``dv``,
+              ``y_mul``, shift, bias latched at +48
     +53..+55  activation pieces ``dv × y_mul`` (3 limbs), the product at +57, rounded and
               clamped by :func:`serial_round_clamp`; the byte leaves at +73
     ========  =============================================================================
@@ -619,7 +620,6 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     alu = Signal(signed(ACC_BITS))          # batch-norm stage input
     v = Signal(signed(ACC_BITS))            # search stage input
     dv = Signal(signed(ACC_BITS + 1))       # search: v − x_start of the segment so far
-    found = Signal()                        # search: a segment above 0 qualifies
     idx = Signal(4)                         # search: that segment
     dv_a = Signal(signed(ACC_BITS + 1))     # activation stage inputs
     y_a = Signal(signed(16))
@@ -700,28 +700,29 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
         with mp.Else():
             mp.d.sync += u_x.eq(u_x + 1)
 
-    # Search. Row r (1..15) is read at phase (r + 14) mod 16 and compared a phase later; the
-    # value row of the segment found is read at phase 14 and latched at 15, where the
-    # comparator's subtractor, free, computes v − x_start of segment 0.
+    # Search. At phase 0 the comparator's subtractor computes v − x_start of segment 0 (the
+    # answer unless a later segment qualifies); row r (1..15) is read at phase r − 1 and
+    # compared at phase r; the value row of the segment found is read at phase 15, and it and
+    # ``dv`` are latched at the next phase 0.
     rd = act.block_ram(m, platform).rd[0]
     m.d.comb += rd.en.eq(~stall)
     row = Signal(range(SEGMENTS))
-    m.d.comb += row.eq(phase + 1)           # the row compared this phase (0..14 → 1..15)
+    m.d.comb += row.eq(phase)               # the row compared this phase (segment 0 at 0)
     x_start = Signal(signed(ACC_BITS))
-    m.d.comb += x_start.eq(Mux(at[T - 1], act.x_start_0, rd.data[:ACC_BITS].as_signed()))
+    m.d.comb += x_start.eq(Mux(at[0], act.x_start_0, rd.data[:ACC_BITS].as_signed()))
     diff = Signal(signed(ACC_BITS + 1))
     m.d.comb += diff.eq(v - x_start)
     above = Signal()
-    m.d.comb += above.eq(~at[T - 1] & ~diff[-1] & diff.any())    # diff > 0, no carry chain
+    m.d.comb += above.eq(~at[0] & ~diff[-1] & diff.any())    # diff > 0, no carry chain
     last_idx = Signal(4)
     m.d.comb += last_idx.eq(Mux(above, row, idx))
-    m.d.comb += rd.addr.eq(Mux(at[T - 2], Cat(last_idx, Const(1, 1)), (phase + 2)[:4]))
-    with mp.If(above):
-        mp.d.sync += [dv.eq(diff), idx.eq(row), found.eq(1)]
-    with mp.If(at[T - 1]):
+    m.d.comb += rd.addr.eq(Mux(at[T - 1], Cat(last_idx, Const(1, 1)), (phase + 1)[:4]))
+    with mp.If(at[0]):
         value = _ValueRow(rd.data)
-        mp.d.sync += [dv_a.eq(Mux(found, dv, diff)), y_a.eq(value.y_mul),
-                      sh_a.eq(value.shift), bias_a.eq(value.bias), found.eq(0), idx.eq(0)]
+        mp.d.sync += [dv_a.eq(dv), y_a.eq(value.y_mul), sh_a.eq(value.shift),
+                      bias_a.eq(value.bias)]
+    with mp.If(at[0] | above):
+        mp.d.sync += [dv.eq(diff), idx.eq(row)]
 
     idle = Signal()
     m.d.comb += idle.eq(~posting & ~Cat(valid_x, valid_v, valid_s, valid_a, valid_r).any())
@@ -750,10 +751,7 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
     WMAX = max_width
     log_b = B.bit_length() - 1
     d = ctx.d
-    pool, OH = ctx.pool, ctx.OH
-    # OW (W >> the pool's stride, as the engine's check ensures) is at most max_width: its
-    # compares with columns need the columns' bits only.
-    OW = ctx.OW[:Shape.cast(range(WMAX + 1)).width]
+    pool, OW, OH = ctx.pool, ctx.OW, ctx.OH
     # Pool Q0 (meta mu, activation bytes p_u): horizontal combine, pick, or bypass; issue the
     # row-buffer read.
     is_max = (pool == Pool.MAX_2_S2) | (pool == Pool.MAX_4_S4) | (pool == Pool.MAX_2_S1)
@@ -810,8 +808,12 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
                 sh = Mux(pool == Pool.LEFT_TOP_4_S4, 2, 1)
                 kmask = Mux(pool == Pool.LEFT_TOP_4_S4, 3, 1)
                 want_x = Mux(pool == Pool.RIGHT_TOP_2_S2, 1, 0)
+                # The block is whole: (x >> sh) < OW, (y >> sh) < OH. The engine's check
+                # ensures OW = W >> sh and OH = H >> sh, and these pools have no pad column or
+                # row (x < W, y < H), so x >> sh ≤ OW, y >> sh ≤ OH: equalities, not carry
+                # chains, tell.
                 with mp.If(((xq & kmask) == want_x) & ((yq & kmask) == 0)
-                           & ((xq >> sh) < OW) & ((yq >> sh) < OH)):
+                           & ((xq >> sh) != OW) & ((yq >> sh) != OH)):
                     out(xq >> sh, yq >> sh, p_u, mu.g, mu.lanes)
             with mp.Case(Pool.MAX_2_S2, Pool.MEAN_2_S2, Pool.MAX_4_S4, Pool.MEAN_4_S4):
                 kmask = Mux(block4, 3, 1)
@@ -843,7 +845,7 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
             mp.d.comb += pbuf_wr.en.eq(1)
             mp.d.comb += [pbuf_wr.data[q].eq(new_v[q]) for q in range(Q)]
             mean_shift = Mux(block4, 4, 2)
-            with mp.If((vr == kmask) & (q_ox < OW) & ((q_y >> sh) < OH)):
+            with mp.If((vr == kmask) & (q_ox != OW) & ((q_y >> sh) != OH)):   # as above
                 out(q_ox, q_y >> sh,
                     [Mux(is_max, new_v[q], new_v[q] >> mean_shift) for q in range(Q)],
                     q_g, q_lanes)
@@ -947,7 +949,15 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
     line = lane_line[j] + bank_row_line
     out_pitch_shift = Signal(3)
     m.d.comb += out_pitch_shift.eq(6 - ctx.out_shift)
-    byte = line * LINE_BYTES + (lane_slot[j] << out_pitch_shift) + bank_word * B
+    if WMAX <= LINE_BYTES:
+        # A row of at most LINE_BYTES bytes fits its channel's slot of the line (the check
+        # requires the layout of wb_group channels a line, each slot LINE_BYTES / wb_group
+        # bytes and the row no longer): the slot's offset and the word's share no bit and stay
+        # below LINE_BYTES, so no adder.
+        in_line = (lane_slot[j] << out_pitch_shift) | (bank_word * B)
+        byte = Cat(in_line[:(LINE_BYTES - 1).bit_length()], line)
+    else:
+        byte = line * LINE_BYTES + (lane_slot[j] << out_pitch_shift) + bank_word * B
     m.d.comb += [ctx.ram_wr.addr.eq(byte >> log_b), ctx.ram_wr.data.eq(bank_data[bank_q]),
                  ctx.ram_wr.en.eq(Mux(bank_go, bank_mask[bank_q], 0))]
 
