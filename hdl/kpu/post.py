@@ -873,8 +873,10 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         mp.d.comb += [new_data[q].eq(c_data[q]), new_mask[q].eq(c_mask[q])]
         mp.d.comb += [new_data[q].word_select(pos, 8).eq(o_byte[q]),
                       new_mask[q].bit_select(pos, 1).eq(o_lanes[q])]
+    row_end = Signal()                  # the output is the last of its row (OW − 1)
+    mp.d.comb += row_end.eq(o_ox == d.o_row_wid)
     flush = Signal()
-    mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | (o_ox == d.o_row_wid)))   # OW − 1
+    mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | row_end))
     # With one lane the bank writes the coalescer's word in place (the coalescer waits while
     # the bank is busy) rather than a copy of it: 8·B flip-flops fewer. With more, the bank
     # takes copies, and the coalescer goes on while it writes them one by one.
@@ -913,10 +915,15 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         with m.If(walk_j == ctx.group_size - 1):
             m.d.sync += walking.eq(0)
 
-    # Row line: oy · wb_row_switch_addr, advanced as the rows come.
+    # Row line: oy · wb_row_switch_addr, advanced as the rows come. With one lane group an
+    # output row is whole before the next begins, and its last column flushes: the line
+    # advances after that flush, and the rows need not be compared.
     row_oy = Signal(10)
     row_line = Signal(line_shape)
-    next_row_line = Mux(o_oy == row_oy, row_line, row_line + d.wb_row_switch_addr)
+    if NG == 1:
+        next_row_line = row_line
+    else:
+        next_row_line = Mux(o_oy == row_oy, row_line, row_line + d.wb_row_switch_addr)
 
     # Write bank (outside the stalled pipeline).
     bank_busy = Signal()
@@ -940,6 +947,9 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         m.d.sync += [bank_busy.eq(1), bank_q.eq(0), bank_g.eq(o_g),
                      bank_row_line.eq(next_row_line), row_line.eq(next_row_line),
                      row_oy.eq(o_oy), bank_word.eq(o_ox >> log_b)]
+        if NG == 1:
+            with m.If(row_end):
+                m.d.sync += row_line.eq(row_line + d.wb_row_switch_addr)
         if not in_place:
             m.d.sync += [bank_data[q].eq(new_data[q]) for q in range(Q)]
         m.d.sync += [bank_mask[q].eq(new_mask[q]) for q in range(Q)]
