@@ -637,7 +637,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     # product's (Σx may have one limb only, then the x term takes fewer phases). A piece's
     # product is added to its base: 0 or x_init for a product's first piece, else the
     # accumulator (None). (Loading x_init into the accumulator a phase earlier, where no
-    # piece arrives, measured 77 iCE40 logic cells more: the first piece's sum with the
+    # piece arrives, measured 65 iCE40 logic cells more: the first piece's sum with the
     # accumulator is then one more full-width adder.)
     products = [(-1, 5, x_init, arg_x, xsum), (5, 8, 0, dv_a, y_a),
                 (8, 14, 0, alu, ctx.bn_mul[0])]
@@ -690,8 +690,8 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     u_pad_row = Signal()
     m.d.comb += u_pad_row.eq(u_y == ctx.H)
     mp.d.comb += [meta_u.kind.valid.eq(valid_r & at[9]), meta_u.kind.xpad.eq(u_x == ctx.W),
-                  meta_u.kind.ypad.eq(u_pad_row), meta_u.lanes.eq(1), meta_u.x.eq(u_x),
-                  meta_u.y.eq(u_y)]
+                  meta_u.kind.ypad.eq(u_pad_row), meta_u.lanes.eq(1),     # the one lane
+                  meta_u.x.eq(u_x), meta_u.y.eq(u_y)]
     with mp.If(ctx.run_start):
         mp.d.sync += [u_x.eq(0), u_y.eq(0)]
     with mp.Elif(meta_u.kind.valid):
@@ -955,8 +955,13 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         m.d.sync += [bank_mask[q].eq(new_mask[q]) for q in range(Q)]
     with m.If(ctx.run_start):
         m.d.sync += [row_oy.eq(0), row_line.eq(0)]
+    if P == 1:
+        # One lane: the row line starts from the lane's channel line (the walk's one step,
+        # long before the first output), so the address needs no sum of the two.
+        with m.If(walking):
+            m.d.sync += row_line.eq(walk_line)
     j = bank_g * Q + bank_q
-    line = lane_line[j] + bank_row_line
+    line = bank_row_line if P == 1 else lane_line[j] + bank_row_line
     out_pitch_shift = Signal(3)
     m.d.comb += out_pitch_shift.eq(6 - ctx.out_shift)
     if WMAX <= LINE_BYTES:
