@@ -388,24 +388,29 @@ def sequencer(m, mp, ctx, *, lanes, post_lanes, max_width, gate):
     with mp.If(ctx.run_start):
         mp.d.sync += [py.eq(0), pslot.eq(0), pg.eq(0), px.eq(0), posting.eq(1),
                       ctx.rows_freed.eq(0)]
-    last_x = Mux(s1_pool & (py < H), W, W - 1)
+    # py only counts up from 0 to H (the pad row), and only past rows that are done, so
+    # py ≤ H and py ≤ rows_done: the compares are equalities (a `<` is a carry chain).
+    # W − 1 and H − 1 are the descriptor's fields.
+    pad_row = Signal()
+    m.d.comb += pad_row.eq(py == H)
+    last_x = Mux(s1_pool & ~pad_row, W, ctx.d.i_row_wid)
     last_g = Signal(range(NG))
     m.d.comb += last_g.eq((ctx.lanes_active - 1) // Q)
-    row_ready = ctx.tables_ready & ((py < ctx.rows_done) | (py == H))
+    row_ready = ctx.tables_ready & ((py != ctx.rows_done) | pad_row)
     issue = Signal()
     m0 = Signal(Meta)
     mp.d.comb += [issue.eq(posting & row_ready & gate),
                   m0.kind.valid.eq(issue), m0.kind.xpad.eq(px == W),
-                  m0.kind.ypad.eq(py == H), m0.g.eq(pg), m0.x.eq(px), m0.y.eq(py)]
+                  m0.kind.ypad.eq(pad_row), m0.g.eq(pg), m0.x.eq(px), m0.y.eq(py)]
     mp.d.comb += [m0.lanes[q].eq(pg * Q + q < ctx.lanes_active) for q in range(Q)]
     with mp.If(issue):
         with mp.If(px == last_x):
             mp.d.sync += px.eq(0)
             with mp.If(pg == last_g):
                 mp.d.sync += pg.eq(0)
-                with mp.If(py < H):
+                with mp.If(~pad_row):
                     mp.d.sync += ctx.rows_freed.eq(ctx.rows_freed + 1)
-                with mp.If((py == H) | ((py == H - 1) & ~s1_pool)):
+                with mp.If(pad_row | ((py == ctx.d.i_col_high) & ~s1_pool)):
                     mp.d.sync += posting.eq(0)
                 with mp.Else():
                     mp.d.sync += [py.eq(py + 1),
@@ -433,7 +438,7 @@ def build_post(m, ctx, *, lanes, post_lanes, ram_word_bytes, max_width, serial, 
                                                  post_lanes=post_lanes, max_width=max_width,
                                                  platform=platform)
     back_idle = writer(m, mp, ctx, stall, mu, p_u, lanes=lanes, post_lanes=post_lanes,
-                       ram_word_bytes=ram_word_bytes, max_width=max_width)
+                       ram_word_bytes=ram_word_bytes, max_width=max_width, spaced=serial)
     idle = Signal()
     m.d.comb += idle.eq(front_idle & back_idle)
     return idle
@@ -543,98 +548,125 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     """One lane, one output every :data:`SERIAL_PERIOD` (16) cycles, every product through one
     :class:`Mul16` and one accumulator, the activation table in block RAM.
 
-    The stages of output ``n``, issued at cycle ``t0`` (phase 0 of the period):
+    The stages of output ``n``, issued at cycle ``t0`` − 2 (phase 14 of the period before
+    phase 0 of ``t0``):
 
     ========  =============================================================================
-    t0        the accumulator and Σx memories are read (their ports hold the data 16 cycles)
-    +1..+4    x term pieces ``arg_x × Σx`` (2 × 2 limbs); ``alu`` latched at +6
+    t0 − 2    the accumulator and Σx memories are read (their ports hold the data 16 cycles)
+    −1..+4    x term pieces ``arg_x' × Σx`` (3 × 2 limbs), the accumulator starting from
+              ``(acc + w_term + add_term) << 15``; ``alu`` (bits 15.. of the sum) latched
+              at +6
     +8..+13   batch-norm pieces ``alu × bn_mul`` (3 × 2 limbs), the product at +15, shifted
               right by ``bn_shift`` a bit a cycle; ``v`` latched at +31
-    +31..+46  search: rows 1..15 read at +31..+45 and compared at +32..+46 (keep the last
-              segment with ``x_start < v`` and ``v − x_start``), the found segment's value
-              row read at +46; ``dv``, ``y_mul``, shift, bias latched at +47
+    +32..+47  search: ``v − x_start`` of segment 0 at +32, rows 1..15 read at +32..+46 and
+              compared at +33..+47 (keep the last segment with ``x_start < v`` and
+              ``v − x_start``), the found segment's value row read at +47; ``dv``,
+              ``y_mul``, shift, bias latched at +48
     +53..+55  activation pieces ``dv × y_mul`` (3 limbs), the product at +57, rounded and
               clamped by :func:`serial_round_clamp`; the byte leaves at +73
     ========  =============================================================================
 
-    So in every period the multiplier takes the x term of one output (phases 1..4), the
+    So in every period the multiplier takes the x term of one output (phases 15, 0..4), the
     activation of another (5..7) and the batch-norm of a third (8..13), the accumulator is
     loaded by each in turn (a product's pieces arrive one cycle after issue, its result is
     read the cycle after its last piece), and the table's read port is busy every cycle.
+
+    The x term's shift right by ``shr_x`` is no shifter: ``arg_x' = arg_x << (15 − shr_x)``
+    is shifted into a register a bit a cycle when the group starts (issue waits for it), and
+    ``(arg_x·Σx) >> shr_x`` is then bits 15.. of ``arg_x'·Σx``. Adding ``C << 15`` to that
+    product adds ``C`` to its bits 15.. exactly, so the accumulator that sums the pieces also
+    adds the conv result and the w and add terms.
     Returns the meta of the output leaving, its byte and an idle signal.
     """
     d = ctx.d
     act = ctx.act
     T = SERIAL_PERIOD
+    ISSUE = T - 2                           # the phase outputs issue at
     phase = Signal(range(T))
     mp.d.sync += phase.eq(Mux(phase == T - 1, 0, phase + 1))
     with mp.If(ctx.run_start):
-        mp.d.sync += phase.eq(0)
+        mp.d.sync += phase.eq(ISSUE)
     at = [phase == n for n in range(T)]
 
+    # arg_x' = arg_x << (X_SHIFT − shr_x), shifted a bit a cycle from the group's start.
+    X_SHIFT = 2 ** len(d.shr_x) - 1
+    arg_x = Signal(signed(len(d.arg_x) + X_SHIFT))
+    arg_x_left = Signal(len(d.shr_x))       # shifts still to do
+    with m.If(ctx.run_start):
+        m.d.sync += [arg_x.eq(d.arg_x), arg_x_left.eq(X_SHIFT - d.shr_x)]
+    with m.Elif(arg_x_left != 0):
+        m.d.sync += [arg_x.eq(arg_x << 1), arg_x_left.eq(arg_x_left - 1)]
+
     m0, addr, posting = sequencer(m, mp, ctx, lanes=1, post_lanes=1, max_width=max_width,
-                                  gate=at[0])
+                                  gate=at[ISSUE] & (arg_x_left == 0))
     Meta = m0.shape()
     # The memories are read only when an output issues: their ports then hold the data.
     m.d.comb += [ctx.acc_post.addr.eq(addr), ctx.xsum_post.addr.eq(addr),
                  ctx.acc_post.en.eq(m0.kind.valid & ~stall),
                  ctx.xsum_post.en.eq(m0.kind.valid & ~stall)]
 
-    # Metas of the outputs in the x and batch-norm stages (meta_x: a meta is held 16 cycles,
-    # from issue to the batch-norm product), the batch-norm shift, the search, the activation,
-    # and the rounding until the byte leaves. Five: an output takes 73 cycles from issue.
-    meta_x, meta_v, meta_s, meta_a, meta_r = (Signal(Meta, name=f"serial_meta_{n}")
-                                              for n in "xvsar")
-    with mp.If(at[0]):
-        mp.d.sync += meta_x.eq(m0)
-    with mp.If(at[T - 1]):
-        mp.d.sync += [meta_v.eq(meta_x), meta_s.eq(meta_v), meta_a.eq(meta_s)]
+    # Whether an output is in the x and batch-norm stages (valid_x: from issue to the phase
+    # before the batch-norm product), the batch-norm shift, the search, the activation, and
+    # the rounding until the byte leaves. Five: an output takes 75 cycles from issue.
+    # Its position is not carried along: outputs leave in the order they issue, so a second
+    # walk (below) knows it.
+    valid_x, valid_v, valid_s, valid_a, valid_r = (Signal(name=f"serial_valid_{n}")
+                                                   for n in "xvsar")
+    with mp.If(at[ISSUE]):
+        mp.d.sync += [valid_x.eq(m0.kind.valid), valid_v.eq(valid_x), valid_s.eq(valid_v),
+                      valid_a.eq(valid_s)]
 
     # Operands held for the products.
     alu = Signal(signed(ACC_BITS))          # batch-norm stage input
     v = Signal(signed(ACC_BITS))            # search stage input
     dv = Signal(signed(ACC_BITS + 1))       # search: v − x_start of the segment so far
-    found = Signal()                        # search: a segment above 0 qualifies
     idx = Signal(4)                         # search: that segment
     dv_a = Signal(signed(ACC_BITS + 1))     # activation stage inputs
     y_a = Signal(signed(16))
     sh_a = Signal(6)
     bias_a = Signal(8)
     xsum = ctx.xsum_post.data
-    x_bits = len(d.arg_x) + len(xsum)
+    # What the x term's accumulator starts from: the conv result and the group's terms, at
+    # bit X_SHIFT (see above); the memory's data is there from phase ISSUE + 1.
+    x_base = Signal(ACC_BITS)
+    m.d.comb += x_base.eq(ctx.acc_post.data[0] + ctx.w_term[0] + ctx.add_term)
+    x_init = Cat(Const(0, X_SHIFT), x_base)
 
-    # The pieces: phase → (first piece?, A limb, B limb, shift), each product's pieces
-    # consecutive from its first phase and done before the next product's (Σx may have one
-    # limb only, then the x term takes two phases).
-    products = [(1, 5, d.arg_x, xsum), (5, 8, dv_a, y_a), (8, 14, alu, ctx.bn_mul[0])]
+    # The pieces: phase → (base, A limb, B limb, shift), each product's pieces consecutive
+    # from its first phase (−1: phase 15 of the period before) and done before the next
+    # product's (Σx may have one limb only, then the x term takes fewer phases). A piece's
+    # product is added to its base: 0 or x_init for a product's first piece, else the
+    # accumulator (None). (Loading x_init into the accumulator a phase earlier, where no
+    # piece arrives, measured 65 iCE40 logic cells more: the first piece's sum with the
+    # accumulator is then one more full-width adder.)
+    products = [(-1, 5, x_init, arg_x, xsum), (5, 8, 0, dv_a, y_a),
+                (8, 14, 0, alu, ctx.bn_mul[0])]
     pieces = {}
-    for start, end, a, b in products:
-        n = start
+    for first, end, base, a, b in products:
+        n = first
         for limb_b in limbs(b.shape()):
             for limb_a in limbs(a.shape()):
-                pieces[n] = (n == start, _limb(a, limb_a), _limb(b, limb_b),
-                             limb_a[0] + limb_b[0])
+                pieces[n % T] = (base if n == first else None, _limb(a, limb_a),
+                                 _limb(b, limb_b), limb_a[0] + limb_b[0])
                 n += 1
-        assert n <= end, f"{n - start} pieces do not fit phases {start}..{end - 1}"
+        assert n <= end, f"{n - first} pieces do not fit phases {first}..{end - 1}"
 
     mp.submodules.mul = mul = Mul16(platform)
     m.d.comb += mul.en.eq(~stall)
     acc = Signal(signed(ACC_BITS + 17))     # dv × y_mul exactly; the others modulo
     with mp.Switch(phase):
-        for n, (first, a, b, shift) in pieces.items():
+        for n, (base, a, b, shift) in pieces.items():
             with mp.Case(n):
                 mp.d.comb += [mul.a.eq(a), mul.b.eq(b)]
     with mp.Switch(phase):               # a piece's product arrives the phase after its issue
-        for n, (first, a, b, shift) in pieces.items():
-            with mp.Case(n + 1):
-                mp.d.sync += acc.eq((0 if first else acc) + (mul.p << shift))
+        for n, (base, a, b, shift) in pieces.items():
+            with mp.Case((n + 1) % T):
+                mp.d.sync += acc.eq((acc if base is None else base) + (mul.p << shift))
 
-    # x term (phase 6): the accumulator holds arg_x · Σx.
-    x_term = Signal(signed(48))
-    m.d.comb += x_term.eq(acc[:x_bits].as_signed() >> d.shr_x)
+    # x term (phase 6): the accumulator holds (acc + w_term + add_term) << X_SHIFT
+    # + arg_x' · Σx, of which bits X_SHIFT.. are the conv result.
     with mp.If(at[6]):
-        mp.d.sync += alu.eq((ctx.acc_post.data[0] + x_term + ctx.w_term[0]
-                             + ctx.add_term)[:ACC_BITS].as_signed())
+        mp.d.sync += alu.eq(acc[X_SHIFT:X_SHIFT + ACC_BITS])
     # Batch-norm (phase 15): the accumulator holds alu · bn_mul (the low ACC_BITS + 15 bits
     # are exact; as in the parallel pipeline, no higher bit reaches v). It is shifted right by
     # bn_shift (0..15) a bit a cycle over the next period (a barrel shifter costs three times
@@ -651,44 +683,59 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     # (``meta_r`` holds its meta); the byte leaves at the next phase 9.
     u = serial_round_clamp(mp, acc, sh_a, bias_a, at[9])
     with mp.If(at[9]):
-        mp.d.sync += meta_r.eq(meta_a)
+        mp.d.sync += valid_r.eq(valid_a)
+    # The position of the output leaving: the sequencer's walk (one lane group) once more.
     meta_u = Signal(Meta, name="serial_meta_u")
-    mp.d.comb += [meta_u.eq(meta_r), meta_u.kind.valid.eq(meta_r.kind.valid & at[9])]
+    u_x, u_y = Signal.like(m0.x, name="serial_u_x"), Signal.like(m0.y, name="serial_u_y")
+    u_pad_row = Signal()
+    m.d.comb += u_pad_row.eq(u_y == ctx.H)
+    mp.d.comb += [meta_u.kind.valid.eq(valid_r & at[9]), meta_u.kind.xpad.eq(u_x == ctx.W),
+                  meta_u.kind.ypad.eq(u_pad_row), meta_u.lanes.eq(1),     # the one lane
+                  meta_u.x.eq(u_x), meta_u.y.eq(u_y)]
+    with mp.If(ctx.run_start):
+        mp.d.sync += [u_x.eq(0), u_y.eq(0)]
+    with mp.Elif(meta_u.kind.valid):
+        with mp.If(u_x == Mux(_s1_pool(ctx.pool) & ~u_pad_row, ctx.W, ctx.d.i_row_wid)):
+            mp.d.sync += [u_x.eq(0), u_y.eq(u_y + 1)]
+        with mp.Else():
+            mp.d.sync += u_x.eq(u_x + 1)
 
-    # Search. Row r (1..15) is read at phase (r + 14) mod 16 and compared a phase later; the
-    # value row of the segment found is read at phase 14 and latched at 15, where the
-    # comparator's subtractor, free, computes v − x_start of segment 0.
+    # Search. At phase 0 the comparator's subtractor computes v − x_start of segment 0 (the
+    # answer unless a later segment qualifies); row r (1..15) is read at phase r − 1 and
+    # compared at phase r; the value row of the segment found is read at phase 15, and it and
+    # ``dv`` are latched at the next phase 0.
     rd = act.block_ram(m, platform).rd[0]
     m.d.comb += rd.en.eq(~stall)
     row = Signal(range(SEGMENTS))
-    m.d.comb += row.eq(phase + 1)           # the row compared this phase (0..14 → 1..15)
+    m.d.comb += row.eq(phase)               # the row compared this phase (segment 0 at 0)
     x_start = Signal(signed(ACC_BITS))
-    m.d.comb += x_start.eq(Mux(at[T - 1], act.x_start_0, rd.data[:ACC_BITS].as_signed()))
+    m.d.comb += x_start.eq(Mux(at[0], act.x_start_0, rd.data[:ACC_BITS].as_signed()))
     diff = Signal(signed(ACC_BITS + 1))
     m.d.comb += diff.eq(v - x_start)
     above = Signal()
-    m.d.comb += above.eq(~at[T - 1] & ~diff[-1] & diff.any())    # diff > 0, no carry chain
+    m.d.comb += above.eq(~at[0] & ~diff[-1] & diff.any())    # diff > 0, no carry chain
     last_idx = Signal(4)
     m.d.comb += last_idx.eq(Mux(above, row, idx))
-    m.d.comb += rd.addr.eq(Mux(at[T - 2], Cat(last_idx, Const(1, 1)), (phase + 2)[:4]))
-    with mp.If(above):
-        mp.d.sync += [dv.eq(diff), idx.eq(row), found.eq(1)]
-    with mp.If(at[T - 1]):
+    m.d.comb += rd.addr.eq(Mux(at[T - 1], Cat(last_idx, Const(1, 1)), (phase + 1)[:4]))
+    with mp.If(at[0]):
         value = _ValueRow(rd.data)
-        mp.d.sync += [dv_a.eq(Mux(found, dv, diff)), y_a.eq(value.y_mul),
-                      sh_a.eq(value.shift), bias_a.eq(value.bias), found.eq(0), idx.eq(0)]
+        mp.d.sync += [dv_a.eq(dv), y_a.eq(value.y_mul), sh_a.eq(value.shift),
+                      bias_a.eq(value.bias)]
+    with mp.If(at[0] | above):
+        mp.d.sync += [dv.eq(diff), idx.eq(row)]
 
     idle = Signal()
-    m.d.comb += idle.eq(~posting & ~Cat(meta.kind.valid for meta in
-                                        (meta_x, meta_v, meta_s, meta_a, meta_r)).any())
+    m.d.comb += idle.eq(~posting & ~Cat(valid_x, valid_v, valid_s, valid_a, valid_r).any())
     return meta_u, [u], idle
 
 
 # ---- back end: pooling, coalescer, write bank --------------------------------------------
 
-def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max_width):
+def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max_width,
+           spaced):
     """Pool the activation bytes ``p_u`` of the outputs ``mu`` (one pixel of ``post_lanes``
-    channels a cycle at most), gather them into RAM words, write the words. The pooling
+    channels a cycle at most; with ``spaced``, one every :data:`SERIAL_PERIOD` cycles at
+    most), gather them into RAM words, write the words. The pooling
     stages and the coalescer are in ``mp`` (stalled), the write bank in ``m``; ``stall`` is
     driven here. Returns a signal that is 1 when nothing is left to write.
 
@@ -712,12 +759,17 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
     block4 = (pool == Pool.MAX_4_S4) | (pool == Pool.MEAN_4_S4)
 
     def op(a, b):
-        return Mux(is_max, Mux(a > b, a, b), a + b)
+        # Max-pooled values are bytes: their compare needs 8 bits, not POOL_BITS.
+        return Mux(is_max, Mux(a[:8] > b[:8], a, b), a + b)
 
     mp.submodules.pbuf = pbuf = memory.Memory(
         shape=data.ArrayLayout(POOL_BITS, Q), depth=NG * WMAX, init=[])
     pbuf_wr = pbuf.write_port()
-    pbuf_rd = pbuf.read_port(transparent_for=(pbuf_wr,))
+    # The row buffer is read (pool stage Q0) in the cycle a column is written (Q1) only when
+    # outputs come a cycle apart: a width-1 stride-1 pool's pad row reads its column right
+    # after the last row wrote it. The serial front end's come SERIAL_PERIOD cycles apart,
+    # and a read port without transparency is plain block RAM.
+    pbuf_rd = pbuf.read_port(transparent_for=() if spaced else (pbuf_wr,))
     hacc = [Signal(POOL_BITS, name=f"hacc_{q}") for q in range(Q)]
     prev_u = [Signal(8, name=f"prev_u_{q}") for q in range(Q)]
     q_valid = Signal()                  # H-token for the vertical stage
@@ -756,8 +808,12 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
                 sh = Mux(pool == Pool.LEFT_TOP_4_S4, 2, 1)
                 kmask = Mux(pool == Pool.LEFT_TOP_4_S4, 3, 1)
                 want_x = Mux(pool == Pool.RIGHT_TOP_2_S2, 1, 0)
+                # The block is whole: (x >> sh) < OW, (y >> sh) < OH. The engine's check
+                # ensures OW = W >> sh and OH = H >> sh, and these pools have no pad column or
+                # row (x < W, y < H), so x >> sh ≤ OW, y >> sh ≤ OH: equalities, not carry
+                # chains, tell.
                 with mp.If(((xq & kmask) == want_x) & ((yq & kmask) == 0)
-                           & ((xq >> sh) < OW) & ((yq >> sh) < OH)):
+                           & ((xq >> sh) != OW) & ((yq >> sh) != OH)):
                     out(xq >> sh, yq >> sh, p_u, mu.g, mu.lanes)
             with mp.Case(Pool.MAX_2_S2, Pool.MEAN_2_S2, Pool.MAX_4_S4, Pool.MEAN_4_S4):
                 kmask = Mux(block4, 3, 1)
@@ -789,7 +845,7 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
             mp.d.comb += pbuf_wr.en.eq(1)
             mp.d.comb += [pbuf_wr.data[q].eq(new_v[q]) for q in range(Q)]
             mean_shift = Mux(block4, 4, 2)
-            with mp.If((vr == kmask) & (q_ox < OW) & ((q_y >> sh) < OH)):
+            with mp.If((vr == kmask) & (q_ox != OW) & ((q_y >> sh) != OH)):   # as above
                 out(q_ox, q_y >> sh,
                     [Mux(is_max, new_v[q], new_v[q] >> mean_shift) for q in range(Q)],
                     q_g, q_lanes)
@@ -817,8 +873,10 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         mp.d.comb += [new_data[q].eq(c_data[q]), new_mask[q].eq(c_mask[q])]
         mp.d.comb += [new_data[q].word_select(pos, 8).eq(o_byte[q]),
                       new_mask[q].bit_select(pos, 1).eq(o_lanes[q])]
+    row_end = Signal()                  # the output is the last of its row (OW − 1)
+    mp.d.comb += row_end.eq(o_ox == d.o_row_wid)
     flush = Signal()
-    mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | (o_ox == OW - 1)))
+    mp.d.comb += flush.eq(o_valid & ((pos == B - 1) | row_end))
     # With one lane the bank writes the coalescer's word in place (the coalescer waits while
     # the bank is busy) rather than a copy of it: 8·B flip-flops fewer. With more, the bank
     # takes copies, and the coalescer goes on while it writes them one by one.
@@ -857,10 +915,15 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         with m.If(walk_j == ctx.group_size - 1):
             m.d.sync += walking.eq(0)
 
-    # Row line: oy · wb_row_switch_addr, advanced as the rows come.
+    # Row line: oy · wb_row_switch_addr, advanced as the rows come. With one lane group an
+    # output row is whole before the next begins, and its last column flushes: the line
+    # advances after that flush, and the rows need not be compared.
     row_oy = Signal(10)
     row_line = Signal(line_shape)
-    next_row_line = Mux(o_oy == row_oy, row_line, row_line + d.wb_row_switch_addr)
+    if NG == 1:
+        next_row_line = row_line
+    else:
+        next_row_line = Mux(o_oy == row_oy, row_line, row_line + d.wb_row_switch_addr)
 
     # Write bank (outside the stalled pipeline).
     bank_busy = Signal()
@@ -884,16 +947,32 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         m.d.sync += [bank_busy.eq(1), bank_q.eq(0), bank_g.eq(o_g),
                      bank_row_line.eq(next_row_line), row_line.eq(next_row_line),
                      row_oy.eq(o_oy), bank_word.eq(o_ox >> log_b)]
+        if NG == 1:
+            with m.If(row_end):
+                m.d.sync += row_line.eq(row_line + d.wb_row_switch_addr)
         if not in_place:
             m.d.sync += [bank_data[q].eq(new_data[q]) for q in range(Q)]
         m.d.sync += [bank_mask[q].eq(new_mask[q]) for q in range(Q)]
     with m.If(ctx.run_start):
         m.d.sync += [row_oy.eq(0), row_line.eq(0)]
+    if P == 1:
+        # One lane: the row line starts from the lane's channel line (the walk's one step,
+        # long before the first output), so the address needs no sum of the two.
+        with m.If(walking):
+            m.d.sync += row_line.eq(walk_line)
     j = bank_g * Q + bank_q
-    line = lane_line[j] + bank_row_line
+    line = bank_row_line if P == 1 else lane_line[j] + bank_row_line
     out_pitch_shift = Signal(3)
     m.d.comb += out_pitch_shift.eq(6 - ctx.out_shift)
-    byte = line * LINE_BYTES + (lane_slot[j] << out_pitch_shift) + bank_word * B
+    if WMAX <= LINE_BYTES:
+        # A row of at most LINE_BYTES bytes fits its channel's slot of the line (the check
+        # requires the layout of wb_group channels a line, each slot LINE_BYTES / wb_group
+        # bytes and the row no longer): the slot's offset and the word's share no bit and stay
+        # below LINE_BYTES, so no adder.
+        in_line = (lane_slot[j] << out_pitch_shift) | (bank_word * B)
+        byte = Cat(in_line[:(LINE_BYTES - 1).bit_length()], line)
+    else:
+        byte = line * LINE_BYTES + (lane_slot[j] << out_pitch_shift) + bank_word * B
     m.d.comb += [ctx.ram_wr.addr.eq(byte >> log_b), ctx.ram_wr.data.eq(bank_data[bank_q]),
                  ctx.ram_wr.en.eq(Mux(bank_go, bank_mask[bank_q], 0))]
 
