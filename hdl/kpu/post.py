@@ -861,6 +861,51 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
                         [Mux(is_max, op(pb[q], q_h[q]), (pb[q] + q_h[q]) >> 2)
                          for q in range(Q)], q_g, q_lanes)
 
+    # Channel lines of the group's lanes: dst + (oc >> out_shift) · wb_channel_switch_addr
+    # and the channel's slot within its line, walked one channel a cycle from the group's
+    # first channel (the walk ends on the next group's first channel).
+    line_shape = len(d.image_dst_addr) + 1
+    slot_mask = Signal(2)
+    m.d.comb += slot_mask.eq(Mux(ctx.out_shift == 2, 3, Mux(ctx.out_shift == 1, 1, 0)))
+    lane_line = Array(Signal(line_shape, name=f"lane_line_{j}") for j in range(P))
+    lane_slot = Array(Signal(2, name=f"lane_slot_{j}") for j in range(P))
+    walk_ch = Signal(11)
+    walk_line = Signal(line_shape)
+    walk_j = Signal(range(P + 1))
+    walking = Signal()
+    with m.If(ctx.run_start):
+        m.d.sync += [walking.eq(1), walk_j.eq(0)]
+        with m.If(ctx.oc0 == 0):
+            m.d.sync += [walk_ch.eq(0), walk_line.eq(d.image_dst_addr)]
+    with m.Elif(walking):
+        m.d.sync += [lane_line[walk_j].eq(walk_line), lane_slot[walk_j].eq(walk_ch & slot_mask),
+                     walk_ch.eq(walk_ch + 1), walk_j.eq(walk_j + 1)]
+        with m.If(((walk_ch + 1) & slot_mask) == 0):
+            m.d.sync += walk_line.eq(walk_line + d.wb_channel_switch_addr)
+        with m.If(walk_j == ctx.group_size - 1):
+            m.d.sync += walking.eq(0)
+
+    out_pitch_shift = Signal(3)
+    m.d.comb += out_pitch_shift.eq(6 - ctx.out_shift)
+
+    def write_address(j, row_line, word):
+        """Byte address of word ``word`` of lane ``j``'s output row at line ``row_line``."""
+        line = row_line if P == 1 else lane_line[j] + row_line
+        if WMAX <= LINE_BYTES:
+            # A row of at most LINE_BYTES bytes fits its channel's slot of the line (the check
+            # requires the layout of wb_group channels a line, each slot LINE_BYTES / wb_group
+            # bytes and the row no longer): the slot's offset and the word's share no bit and
+            # stay below LINE_BYTES, so no adder.
+            in_line = (lane_slot[j] << out_pitch_shift) | (word * B)
+            return Cat(in_line[:(LINE_BYTES - 1).bit_length()], line)
+        return line * LINE_BYTES + (lane_slot[j] << out_pitch_shift) + word * B
+
+    if spaced:
+        assert P == 1
+        write_idle = _write_bytes(m, ctx, stall, o_valid, o_ox, o_byte[0], o_lanes[0],
+                                  walking, walk_line, write_address, B)
+        return ~q_valid & write_idle
+
     # Coalescer: each lane gathers the bytes of one RAM word of its output row, then the
     # ``Q`` words move to the write bank, which writes one a cycle. Every lane's row starts
     # 16-byte aligned, so all lanes cross word boundaries at the same column.
@@ -890,30 +935,6 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
             if not in_place:
                 mp.d.sync += [c_data[q].eq(new_data[q]) for q in range(Q)]
             mp.d.sync += [c_mask[q].eq(new_mask[q]) for q in range(Q)]
-
-    # Channel lines of the group's lanes: dst + (oc >> out_shift) · wb_channel_switch_addr
-    # and the channel's slot within its line, walked one channel a cycle from the group's
-    # first channel (the walk ends on the next group's first channel).
-    line_shape = len(d.image_dst_addr) + 1
-    slot_mask = Signal(2)
-    m.d.comb += slot_mask.eq(Mux(ctx.out_shift == 2, 3, Mux(ctx.out_shift == 1, 1, 0)))
-    lane_line = Array(Signal(line_shape, name=f"lane_line_{j}") for j in range(P))
-    lane_slot = Array(Signal(2, name=f"lane_slot_{j}") for j in range(P))
-    walk_ch = Signal(11)
-    walk_line = Signal(line_shape)
-    walk_j = Signal(range(P + 1))
-    walking = Signal()
-    with m.If(ctx.run_start):
-        m.d.sync += [walking.eq(1), walk_j.eq(0)]
-        with m.If(ctx.oc0 == 0):
-            m.d.sync += [walk_ch.eq(0), walk_line.eq(d.image_dst_addr)]
-    with m.Elif(walking):
-        m.d.sync += [lane_line[walk_j].eq(walk_line), lane_slot[walk_j].eq(walk_ch & slot_mask),
-                     walk_ch.eq(walk_ch + 1), walk_j.eq(walk_j + 1)]
-        with m.If(((walk_ch + 1) & slot_mask) == 0):
-            m.d.sync += walk_line.eq(walk_line + d.wb_channel_switch_addr)
-        with m.If(walk_j == ctx.group_size - 1):
-            m.d.sync += walking.eq(0)
 
     # Row line: oy · wb_row_switch_addr, advanced as the rows come. With one lane group an
     # output row is whole before the next begins, and its last column flushes: the line
@@ -960,22 +981,35 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         # long before the first output), so the address needs no sum of the two.
         with m.If(walking):
             m.d.sync += row_line.eq(walk_line)
-    j = bank_g * Q + bank_q
-    line = bank_row_line if P == 1 else lane_line[j] + bank_row_line
-    out_pitch_shift = Signal(3)
-    m.d.comb += out_pitch_shift.eq(6 - ctx.out_shift)
-    if WMAX <= LINE_BYTES:
-        # A row of at most LINE_BYTES bytes fits its channel's slot of the line (the check
-        # requires the layout of wb_group channels a line, each slot LINE_BYTES / wb_group
-        # bytes and the row no longer): the slot's offset and the word's share no bit and stay
-        # below LINE_BYTES, so no adder.
-        in_line = (lane_slot[j] << out_pitch_shift) | (bank_word * B)
-        byte = Cat(in_line[:(LINE_BYTES - 1).bit_length()], line)
-    else:
-        byte = line * LINE_BYTES + (lane_slot[j] << out_pitch_shift) + bank_word * B
+    byte = write_address(bank_g * Q + bank_q, bank_row_line, bank_word)
     m.d.comb += [ctx.ram_wr.addr.eq(byte >> log_b), ctx.ram_wr.data.eq(bank_data[bank_q]),
                  ctx.ram_wr.en.eq(Mux(bank_go, bank_mask[bank_q], 0))]
 
     idle = Signal()
     m.d.comb += idle.eq(~q_valid & ~o_valid & ~bank_busy & ~walking)
+    return idle
+
+
+def _write_bytes(m, ctx, stall, o_valid, o_ox, o_byte, o_lane, walking, walk_line,
+                 write_address, B):
+    """One lane, an output every :data:`SERIAL_PERIOD` cycles at most: each output byte is
+    written on its own (a byte enable of its word) in the first cycle the RAM port is free,
+    the pooling stages stalled until then, rather than gathered into words: no word register,
+    no write bank. Returns a signal that is 1 when no output waits to be written."""
+    log_b = B.bit_length() - 1
+    # Row line: oy · wb_row_switch_addr from the lane's channel line (the walk's one step,
+    # long before the first output), advanced after the row's last output is written.
+    row_line = Signal(len(walk_line))
+    with m.If(walking):
+        m.d.sync += row_line.eq(walk_line)
+    write = Signal()
+    m.d.comb += [write.eq(o_valid & ~ctx.port_taken & ~walking),
+                 stall.eq(o_valid & ~write)]
+    with m.If(write & (o_ox == ctx.d.o_row_wid)):
+        m.d.sync += row_line.eq(row_line + ctx.d.wb_row_switch_addr)
+    byte = write_address(0, row_line, o_ox >> log_b)
+    m.d.comb += [ctx.ram_wr.addr.eq(byte >> log_b), ctx.ram_wr.data.eq(o_byte.replicate(B)),
+                 ctx.ram_wr.en.eq(Mux(write & o_lane, 1 << o_ox[:log_b], 0))]
+    idle = Signal()
+    m.d.comb += idle.eq(~o_valid & ~walking)
     return idle
