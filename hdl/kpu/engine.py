@@ -512,9 +512,12 @@ class KpuEngine(wiring.Component):
         feeding = Signal()
         fill_state = Signal(2)              # 0 empty, 1 filling, 2 full
         x_valid = Signal()                  # the emitter holds a block
-        # Rows double-buffered from the KPU RAM (3×3 rows 0 and 1 wait in the line buffer's
-        # read data instead): every row of a 1×1 entry of nine channels, else row 2 only.
-        fill = {r: Signal(8 * B, name=f"fill_{r}") for r in range(2 if center else 0, R_MAX)}
+        # Rows double-buffered from the KPU RAM: every row of a 1×1 entry of nine channels.
+        # With center_1x1 the one row from the KPU RAM (row 2) waits in the RAM's read data,
+        # as 3×3 rows 0 and 1 wait in the line buffer's: nothing uses the RAM port from the
+        # block's read until the emitter has taken the block (``row_held``; the post stage's
+        # writes wait for it, as an SPRAM's read data is lost to a write).
+        fill = {} if center else {r: Signal(8 * B, name=f"fill_{r}") for r in range(R_MAX)}
         xbuf = [Signal(8 * B, name=f"xbuf_{r}") for r in range(R_MAX)]     # the emitter's rows
         # ``ok``: which of the emitter's rows hold map bytes; the others are pad rows (the pad
         # value, 3×3) or rows past the last channel (0, 1×1), whatever their bytes: the
@@ -687,10 +690,15 @@ class KpuEngine(wiring.Component):
         m.d.comb += [lb_rd.addr.eq(lb_slot), lb_rd.en.eq(a_valid & a_last & k3),
                      lb_wr.addr.eq(lb_slot), lb_wr.en.eq(b_valid & k3),
                      lb_wr.data.top.eq(lb_rd.data.mid), lb_wr.data.mid.eq(self.ram_rd.data)]
-        # The emitter's rows as they load: 0 and 1 from the line buffer (3×3) or the fill.
-        x_load = [lb_rd.data.top, lb_rd.data.mid] + [fill[r] for r in range(2, R_MAX)]
-        if not center:
-            x_load[:2] = [Mux(k3, x_load[r], fill[r]) for r in range(2)]
+        # The emitter's rows as they load: 0 and 1 from the line buffer (3×3) or the fill, 2
+        # from the RAM's read data (center_1x1) or the fill.
+        if center:
+            x_load = [lb_rd.data.top, lb_rd.data.mid, self.ram_rd.data]
+        else:
+            x_load = ([Mux(k3, lb_rd.data.top, fill[0]), Mux(k3, lb_rd.data.mid, fill[1])]
+                      + [fill[r] for r in range(2, R_MAX)])
+        row_held = Signal()                 # the RAM's read data holds a block's row
+        m.d.comb += row_held.eq((fill_state != 0) if center else 0)
 
         # ---- emitter: one column a cycle ---------------------------------------------------
         # Its rows shift right a byte a cycle, so column cx is always their low byte (no
@@ -839,7 +847,8 @@ class KpuEngine(wiring.Component):
             act=act, bn_mul=bn_mul, bn_add=bn_add, bn_shift=bn_shift, w_term=w_term,
             add_term=check.add_term, tables_ready=tables_ready & w_terms.ready,
             acc_rows=ACC_ROWS,
-            port_taken=ram_read if self._single_port_ram else Const(0), ram_wr=self.ram_wr)
+            port_taken=(ram_read | row_held) if self._single_port_ram else Const(0),
+            ram_wr=self.ram_wr)
         post_idle = post.build_post(m, ctx, lanes=P, post_lanes=self._post_lanes,
                                     ram_word_bytes=B, max_width=WMAX, serial=self._serial_post,
                                     platform=self._platform)

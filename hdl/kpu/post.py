@@ -83,7 +83,7 @@ class PostContext:
     add_term: object
     tables_ready: object
     acc_rows: int           # rows in the accumulator ring
-    port_taken: object      # the KPU RAM port is busy reading this cycle (single port)
+    port_taken: object      # the KPU RAM port reads, or its read data is wanted (single port)
     ram_wr: object          # KPU RAM write port
 
 

@@ -5,7 +5,7 @@ value, and SPRAM cannot be initialised (``memory_libmap``: "does not support ini
 so the memory lands in block RAM. :class:`Ice40Spram` instantiates the primitives itself.
 """
 
-from amaranth.hdl import Cat, ClockSignal, Instance, Module, Signal, unsigned
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,7 +36,9 @@ class Ice40Spram(wiring.Component):
 
     After a write cycle ``r_data`` is **undefined** until the next read: SB_SPRAM256KA drives X
     on ``DATAOUT`` during a write (Yosys's simulation model, ``ice40/cells_sim.v``); the
-    behavioural twin holds the last read word. Contents start undefined (the twin: zero).
+    behavioural twin then gives the last read word inverted, so that a design relying on
+    ``r_data`` across a write fails its simulations. Contents start undefined (the twin:
+    zero).
 
     Parameters
     ----------
@@ -105,8 +107,13 @@ class Ice40Spram(wiring.Component):
             m.submodules.memory = self.memory
             rd = self.memory.read_port()
             wr = self.memory.write_port(granularity=8)
+            written = Signal()              # a write since the last read: r_data undefined
+            with m.If(write):
+                m.d.sync += written.eq(1)
+            with m.Elif(self.r_en):
+                m.d.sync += written.eq(0)
             m.d.comb += [rd.addr.eq(self.addr), rd.en.eq(self.r_en & ~write),
-                         self.r_data.eq(rd.data),
+                         self.r_data.eq(Mux(written, ~rd.data, rd.data)),
                          wr.addr.eq(self.addr), wr.data.eq(self.w_data), wr.en.eq(self.w_en)]
             return m
         address = Signal((SPRAM_DEPTH - 1).bit_length())
