@@ -466,7 +466,7 @@ class KpuEngine(wiring.Component):
             with m.State("ACT"):
                 with m.If(~at_least(w_count, act.load_steps)):
                     m.d.comb += w_read.eq(1)
-                    m.d.sync += [w_addr.eq((d.active_addr >> 3) + act.load_word(w_count + 1)),
+                    m.d.sync += [w_addr.eq(w_addr + act.next_word(w_count)),
                                  w_count.eq(w_count + 1), w_arrive.eq(1), w_index.eq(w_count)]
                 with m.If(w_arrive):
                     act.write(m, w_index, self.w_rd.data)

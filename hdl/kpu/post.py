@@ -230,8 +230,9 @@ class FlopActTable:
     """The activation table in flip-flops, for the parallel front end's 16 comparators.
 
     Loading (driven by the engine's "tables" FSM): :attr:`load_steps` reads of weight words
-    ``active_addr / 8 + load_word(step)``; each word arrives a cycle later and goes to
-    :meth:`write` with its step. Words 0..15 are the segments, 16 and 17 the 16 biases.
+    from ``active_addr / 8``, the address advancing after step ``step`` when
+    :meth:`next_word` says so; each word arrives a cycle later and goes to :meth:`write` with
+    its step. Words 0..15 are the segments, 16 and 17 the 16 biases.
     """
     load_steps = SEGMENTS + 2
 
@@ -242,8 +243,9 @@ class FlopActTable:
         self.abias = Array(Signal(8, name=f"act_bias_{s}") for s in range(SEGMENTS))
 
     @staticmethod
-    def load_word(step):
-        return step
+    def next_word(step):
+        """Whether step ``step + 1`` reads the word after step ``step``'s: always."""
+        return Const(1)
 
     def write(self, m, step, word):
         seg = ActSegmentLayout(word)
@@ -297,8 +299,11 @@ class MemoryActTable:
         return table
 
     @staticmethod
-    def load_word(step):
-        return Mux(step < 2 * SEGMENTS, step >> 1, SEGMENTS + ((step - 2 * SEGMENTS) >> 3))
+    def next_word(step):
+        """Whether step ``step + 1`` reads the word after step ``step``'s: after the second
+        step of a segment word (steps below 32), after the eighth of a bias word."""
+        assert 2 * SEGMENTS == 32 and len(step) == 6
+        return Mux(step[5], step[:3] == 7, step[0])
 
     def write(self, m, step, word):
         seg = ActSegmentLayout(word)
