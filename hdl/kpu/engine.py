@@ -377,6 +377,12 @@ class KpuEngine(wiring.Component):
         w_count = Signal(range(max(P, act.load_steps) + 1))
         w_arrive = Signal()                 # the read issued last cycle returns this cycle
         w_index = Signal.like(w_count)
+        # A byte of the weight memory's read data: the one-lane coefficient loader's and the
+        # activation table's biases' (one 8-way selection for both: they load in different
+        # states).
+        w_byte_sel = Signal(3)
+        w_byte = Signal(8)
+        m.d.comb += w_byte.eq(self.w_rd.data.word_select(w_byte_sel, 8))
         m.d.sync += [w_arrive.eq(0), self.done.eq(0)]
         m.d.comb += [self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(w_read)]
         # Coefficient loader state.
@@ -469,7 +475,8 @@ class KpuEngine(wiring.Component):
                     m.d.sync += [w_addr.eq(w_addr + act.next_word(w_count)),
                                  w_count.eq(w_count + 1), w_arrive.eq(1), w_index.eq(w_count)]
                 with m.If(w_arrive):
-                    act.write(m, w_index, self.w_rd.data)
+                    m.d.comb += w_byte_sel.eq(w_index[:3])
+                    act.write(m, w_index, self.w_rd.data, w_byte)
                     with m.If(w_index == act.load_steps - 1):
                         m.d.sync += [w_addr.eq((d.bwsx_base_addr >> 3) + oc0), w_count.eq(0)]
                         m.next = "BN"
@@ -488,7 +495,7 @@ class KpuEngine(wiring.Component):
                     m.next = "WAIT"
 
         self._coef_loader(m, d, layer_start, coef_start, coef_done, w_addr, w_read, w_terms,
-                          coef_wr, per_oc, lanes_active, n_entries)
+                          coef_wr, per_oc, lanes_active, n_entries, (w_byte_sel, w_byte))
 
         # ---- feeder: KPU RAM words into a fill buffer of up to 9 row segments -------------
         # One block is word block ``fk`` of entry ``fe`` for output row ``fy``: up to nine
@@ -868,7 +875,7 @@ class KpuEngine(wiring.Component):
 
     # ------------------------------------------------------------------------------------------
     def _coef_loader(self, m, d, layer_start, start, done, w_addr, w_read, w_terms, coef_wr,
-                     per_oc, lanes_active, n_entries):
+                     per_oc, lanes_active, n_entries, w_byte):
         """Copy the group's weights into the coefficient buffer; hand each lane's Σw to
         ``w_terms`` as it completes and start it with the last lane; set ``n_entries`` to the
         entries of lane 0.
@@ -931,7 +938,7 @@ class KpuEngine(wiring.Component):
             # With center_1x1 a 1×1 layer's byte is a whole entry, in the centre tap.
             one_tap = (d.kernel_type == 0) if self.center_1x1 else Const(0)
             self._copy_bytes(m, state, start, first, w_addr, w_read, coef_wr, finish_lane,
-                             one_tap)
+                             one_tap, *w_byte)
         else:
             self._copy_words(m, state, start, first, read_end, w_addr, w_read, coef_wr,
                              finish_lane)
@@ -992,7 +999,8 @@ class KpuEngine(wiring.Component):
         with m.If(start):
             m.d.sync += [pos.eq(first[:3]), count.eq(0)]
 
-    def _copy_bytes(self, m, s, start, first, w_addr, w_read, coef_wr, finish_lane, one_tap):
+    def _copy_bytes(self, m, s, start, first, w_addr, w_read, coef_wr, finish_lane, one_tap,
+                    byte_sel, byte):
         """One lane: a byte a cycle from the weight memory's read data into the buffer entry.
 
         ``w_addr`` is the next word to read. Byte ``pos`` of the word read last is taken each
@@ -1009,11 +1017,11 @@ class KpuEngine(wiring.Component):
         pos = Signal(3)                     # byte of the read data taken next
         taps = Signal(range(TAPS))          # bytes written into the entry so far
         completed = Signal()                # the entry's last byte was written last cycle
-        byte = Signal(8)
         take = Signal()                     # take byte ``pos``
         pad = Signal()                      # complete the lane's last entry with a zero byte
+        with m.If(s.active):
+            m.d.comb += byte_sel.eq(pos)
         m.d.comb += [
-            byte.eq(self.w_rd.data.word_select(pos, 8)),
             take.eq(s.active & loaded & (s.remaining != 0)),
             pad.eq(s.active & (s.remaining == 0) & (taps != 0)),
         ]

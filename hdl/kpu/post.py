@@ -247,7 +247,8 @@ class FlopActTable:
         """Whether step ``step + 1`` reads the word after step ``step``'s: always."""
         return Const(1)
 
-    def write(self, m, step, word):
+    def write(self, m, step, word, byte):
+        """Store the word of load step ``step`` (``byte``: unused here)."""
         seg = ActSegmentLayout(word)
         with m.If(step < SEGMENTS):
             m.d.sync += [self.xs[step].eq(seg.x_start), self.ym[step].eq(seg.y_mul),
@@ -305,7 +306,9 @@ class MemoryActTable:
         assert 2 * SEGMENTS == 32 and len(step) == 6
         return Mux(step[5], step[:3] == 7, step[0])
 
-    def write(self, m, step, word):
+    def write(self, m, step, word, byte):
+        """Store the word of load step ``step``; ``byte`` is its byte ``step mod 8`` (a bias
+        step's bias: the engine selects it, sharing the weight loader's byte selection)."""
         seg = ActSegmentLayout(word)
         value = _ValueRow(self._wr.data)
         with m.If(step < 2 * SEGMENTS):
@@ -320,7 +323,7 @@ class MemoryActTable:
                              self._wr.en.eq(0b000111)]
         with m.Elif(step < 3 * SEGMENTS):
             b = step - 2 * SEGMENTS
-            m.d.comb += [self._wr.addr.eq(SEGMENTS + b), value.bias.eq(word.word_select(b[:3], 8)),
+            m.d.comb += [self._wr.addr.eq(SEGMENTS + b), value.bias.eq(byte),
                          self._wr.en.eq(0b001000)]
 
 
