@@ -844,12 +844,15 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
     # Pool Q1: vertical combine with the row buffer.
     pb = pbuf_rd.data
     mp.d.comb += pbuf_wr.addr.eq(q_g * WMAX + q_ox)
+    # One combination of the row buffer with the new values serves every pool (one adder and
+    # one comparator a lane): a stride-1 pool's pad row repeats the last row, pb with itself.
+    v_op = [op(pb[q], Mux(q_ypad, pb[q], q_h[q])) for q in range(Q)]
     with mp.If(q_valid):
         with mp.If(block2 | block4):
             kmask = Mux(block4, 3, 1)
             sh = Mux(block4, 2, 1)
             vr = q_y & kmask
-            new_v = [Mux(vr == 0, q_h[q], op(pb[q], q_h[q])) for q in range(Q)]
+            new_v = [Mux(vr == 0, q_h[q], v_op[q]) for q in range(Q)]
             mp.d.comb += pbuf_wr.en.eq(1)
             mp.d.comb += [pbuf_wr.data[q].eq(new_v[q]) for q in range(Q)]
             mean_shift = Mux(block4, 4, 2)
@@ -858,16 +861,12 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
                     [Mux(is_max, new_v[q], new_v[q] >> mean_shift) for q in range(Q)],
                     q_g, q_lanes)
         with mp.Else():                 # stride-1 2×2
-            with mp.If(q_ypad):
-                out(q_ox, q_y - 1, [Mux(is_max, pb[q], (pb[q] + pb[q]) >> 2)
-                                    for q in range(Q)], q_g, q_lanes)
-            with mp.Else():
+            with mp.If(~q_ypad):
                 mp.d.comb += pbuf_wr.en.eq(1)
                 mp.d.comb += [pbuf_wr.data[q].eq(q_h[q]) for q in range(Q)]
-                with mp.If(q_y != 0):
-                    out(q_ox, q_y - 1,
-                        [Mux(is_max, op(pb[q], q_h[q]), (pb[q] + q_h[q]) >> 2)
-                         for q in range(Q)], q_g, q_lanes)
+            with mp.If(q_ypad | (q_y != 0)):
+                out(q_ox, q_y - 1, [Mux(is_max, v_op[q], v_op[q] >> 2) for q in range(Q)],
+                    q_g, q_lanes)
 
     # Channel lines of the group's lanes: dst + (oc >> out_shift) · wb_channel_switch_addr
     # and the channel's slot within its line, walked one channel a cycle from the group's
