@@ -808,6 +808,11 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
         mp.d.sync += [q_h[q].eq(values[q]) for q in range(Q)]
         mp.d.comb += pbuf_rd.addr.eq(mu.g * WMAX + ox)
 
+    # One horizontal combination serves the block pools (the row's sum or maximum so far with
+    # the new value) and the stride-1 ones (the previous value with the new, or the pad).
+    s1 = _s1_pool(pool)
+    cur = [Mux(mu.kind.xpad, Mux(is_max, 0, prev_u[q]), p_u[q]) for q in range(Q)]
+    h_op = [op(Mux(s1, prev_u[q], hacc[q]), Mux(s1, cur[q], p_u[q])) for q in range(Q)]
     with mp.If(mu.kind.valid):
         with mp.Switch(pool):
             with mp.Case(Pool.BYPASS):
@@ -826,8 +831,7 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
             with mp.Case(Pool.MAX_2_S2, Pool.MEAN_2_S2, Pool.MAX_4_S4, Pool.MEAN_4_S4):
                 kmask = Mux(block4, 3, 1)
                 sh = Mux(block4, 2, 1)
-                new_h = [Mux((xq & kmask) == 0, p_u[q], op(hacc[q], p_u[q]))
-                         for q in range(Q)]
+                new_h = [Mux((xq & kmask) == 0, p_u[q], h_op[q]) for q in range(Q)]
                 mp.d.sync += [hacc[q].eq(new_h[q]) for q in range(Q)]
                 with mp.If((xq & kmask) == kmask):
                     h_token(xq >> sh, new_h, 0)
@@ -835,11 +839,9 @@ def writer(m, mp, ctx, stall, mu, p_u, *, lanes, post_lanes, ram_word_bytes, max
                 with mp.If(mu.kind.ypad):
                     h_token(xq, [0] * Q, 1)
                 with mp.Else():
-                    cur = [Mux(mu.kind.xpad, Mux(is_max, 0, prev_u[q]), p_u[q])
-                           for q in range(Q)]
                     mp.d.sync += [prev_u[q].eq(p_u[q]) for q in range(Q)]
                     with mp.If(xq != 0):
-                        h_token(xq - 1, [op(prev_u[q], cur[q]) for q in range(Q)], 0)
+                        h_token(xq - 1, h_op, 0)
 
     # Pool Q1: vertical combine with the row buffer.
     pb = pbuf_rd.data
