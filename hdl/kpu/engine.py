@@ -628,8 +628,14 @@ class KpuEngine(wiring.Component):
             # those past the last being zero rows.
             m.d.comb += row_ok.eq(1 if center else Mux(dw, fr == 0, c_chan.ch < C))
         request_addr = Signal(addr_shape)
-        m.d.comb += request_addr.eq(c_chan.addr + row_words + fk
-                                    + Mux(k3 & (fr == 2), row_step, 0))
+        row_addr = c_chan.addr + row_words + Mux(k3 & (fr == 2), row_step, 0)
+        if WMAX <= LINE_BYTES:
+            # A row fits its channel's slot of a line (the check requires the layout of
+            # coef_group channels a line): the slot starts at a multiple of its words, which
+            # fk stays below, so fk is ORed in, not added.
+            m.d.comb += request_addr.eq(row_addr | fk)
+        else:
+            m.d.comb += request_addr.eq(row_addr + fk)
         row_gate = Signal()
         m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + ACC_ROWS))
         # A 3×3 block of the first output row writes row 0 into the line buffer (request 1)
