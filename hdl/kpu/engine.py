@@ -536,7 +536,9 @@ class KpuEngine(wiring.Component):
         })
         fill_meta = Signal(FillMeta)
         rows_done = Signal(11)
-        rows_freed = Signal(11)
+        row_freed = Signal()                # the post stage frees an accumulator row
+        row_credits = Signal(range(ACC_ROWS + 1))   # accumulator rows the feeder may start
+        row_take = Signal()                 # the feeder starts an output row
 
         def first_request(y):
             """The first request of a block of output row ``y``."""
@@ -637,7 +639,13 @@ class KpuEngine(wiring.Component):
         else:
             m.d.comb += request_addr.eq(row_addr + fk)
         row_gate = Signal()
-        m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (fy < rows_freed + ACC_ROWS))
+        m.d.comb += row_gate.eq((fe != 0) | (fk != 0) | (row_credits != 0))
+        m.d.comb += row_take.eq(feeding & (fill_state == 0) & (fe == 0) & (fk == 0)
+                                & (row_credits != 0))
+        with m.If(run_start):
+            m.d.sync += row_credits.eq(ACC_ROWS)
+        with m.Else():
+            m.d.sync += row_credits.eq(row_credits + row_freed - row_take)
         # A 3×3 block of the first output row writes row 0 into the line buffer (request 1)
         # and reads it back (request 2): a cycle between the two keeps the read off the write.
         lb_bubble = k3 & a_valid & ~a_last
@@ -856,7 +864,7 @@ class KpuEngine(wiring.Component):
         ctx = post.PostContext(
             d=d, W=W, H=H, OW=OW, OH=OH, pool=pool, out_shift=out_shift, oc0=oc0,
             group_size=group_size, lanes_active=lanes_active, rows_done=rows_done,
-            rows_freed=rows_freed, run_start=run_start, acc_post=acc_post, xsum_post=xsum_post,
+            row_freed=row_freed, run_start=run_start, acc_post=acc_post, xsum_post=xsum_post,
             act=act, bn_mul=bn_mul, bn_add=bn_add, bn_shift=bn_shift, w_term=w_term,
             add_term=check.add_term, tables_ready=tables_ready & w_terms.ready,
             acc_rows=ACC_ROWS,

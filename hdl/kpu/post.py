@@ -59,7 +59,7 @@ Pool = enum.Enum("Pool", {member.name: member.value for member in PoolType})
 
 @dataclass
 class PostContext:
-    """The engine's signals the post stage reads (and ``rows_freed``, which it drives)."""
+    """The engine's signals the post stage reads (and ``row_freed``, which it drives)."""
     d: object               # the descriptor (DescriptorLayout view)
     W: object
     H: object
@@ -71,7 +71,7 @@ class PostContext:
     group_size: object      # output channels per group (lanes, or 1 when depthwise)
     lanes_active: object
     rows_done: object       # accumulator rows complete
-    rows_freed: object      # driven here: accumulator rows post no longer needs
+    row_freed: object       # driven here: 1 in a cycle post frees an accumulator row
     run_start: object       # pulse: a group begins
     acc_post: object        # accumulator memory read port
     xsum_post: object       # Σx memory read port
@@ -377,7 +377,7 @@ def _s1_pool(pool):
     return (pool == Pool.MEAN_2_S1) | (pool == Pool.MAX_2_S1)
 
 
-def sequencer(m, mp, ctx, *, lanes, post_lanes, max_width, gate):
+def sequencer(m, mp, ctx, stall, *, lanes, post_lanes, max_width, gate):
     """Walk the accumulator rows in order, lane groups, columns (+ pad column / pad row for the
     stride-1 pools), issuing one output position on each cycle ``gate`` is 1 and a row is
     ready. Returns the meta of the position issued this cycle (``kind.valid`` 0 if none) and
@@ -394,8 +394,7 @@ def sequencer(m, mp, ctx, *, lanes, post_lanes, max_width, gate):
     px = Signal(range(WMAX + 2))
     posting = Signal()
     with mp.If(ctx.run_start):
-        mp.d.sync += [py.eq(0), pslot.eq(0), pg.eq(0), px.eq(0), posting.eq(1),
-                      ctx.rows_freed.eq(0)]
+        mp.d.sync += [py.eq(0), pslot.eq(0), pg.eq(0), px.eq(0), posting.eq(1)]
     # py only counts up from 0 to H (the pad row), and only past rows that are done, so
     # py ≤ H and py ≤ rows_done: the compares are equalities (a `<` is a carry chain).
     # W − 1 and H − 1 are the descriptor's fields.
@@ -417,7 +416,8 @@ def sequencer(m, mp, ctx, *, lanes, post_lanes, max_width, gate):
             with mp.If(pg == last_g):
                 mp.d.sync += pg.eq(0)
                 with mp.If(~pad_row):
-                    mp.d.sync += ctx.rows_freed.eq(ctx.rows_freed + 1)
+                    # A pulse (comb, so the stall must gate it): the row's last output issues.
+                    m.d.comb += ctx.row_freed.eq(~stall)
                 with mp.If(pad_row | ((py == ctx.d.i_col_high) & ~s1_pool)):
                     mp.d.sync += posting.eq(0)
                 with mp.Else():
@@ -462,7 +462,7 @@ def parallel_front_end(m, mp, ctx, stall, *, lanes, post_lanes, max_width, platf
     d = ctx.d
     act = ctx.act
     m.d.comb += [ctx.acc_post.en.eq(~stall), ctx.xsum_post.en.eq(~stall)]
-    m0, addr, posting = sequencer(m, mp, ctx, lanes=lanes, post_lanes=Q, max_width=max_width,
+    m0, addr, posting = sequencer(m, mp, ctx, stall, lanes=lanes, post_lanes=Q, max_width=max_width,
                                   gate=1)
     Meta = m0.shape()
     mp.d.comb += [ctx.acc_post.addr.eq(addr), ctx.xsum_post.addr.eq(addr)]
@@ -605,7 +605,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     with m.Elif(arg_x_left != 0):
         m.d.sync += [arg_x.eq(arg_x << 1), arg_x_left.eq(arg_x_left - 1)]
 
-    m0, addr, posting = sequencer(m, mp, ctx, lanes=1, post_lanes=1, max_width=max_width,
+    m0, addr, posting = sequencer(m, mp, ctx, stall, lanes=1, post_lanes=1, max_width=max_width,
                                   gate=at[ISSUE] & (arg_x_left == 0))
     Meta = m0.shape()
     # The memories are read only when an output issues: their ports then hold the data.
