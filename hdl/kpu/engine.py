@@ -503,9 +503,9 @@ class KpuEngine(wiring.Component):
         # requests the nine channels of its entry (fr 0..8) into ``fill[fr]``; with
         # ``center_1x1`` its one channel's row fy (fr = 2). A 3×3 block needs input rows fy−1,
         # fy, fy+1 of one channel: the first two come from the line buffer (see below), the
-        # third (fr = 2) from the KPU RAM into ``fill[2]``; the first output row also requests
-        # row 0 (fr = 1), which goes into the line buffer. Pad rows (−1 and H) are never read
-        # from KPU RAM.
+        # third (fr = 2) from the KPU RAM (``fill[2]``, or with center_1x1 the RAM's read
+        # data); the first output row also requests row 0 (fr = 1), which goes into the line
+        # buffer. Pad rows (−1 and H) are never read from KPU RAM.
         center = self.center_1x1
         R_MAX = 3 if center else TAPS       # the emitter's rows
         last_fr = 2 if center else Mux(k3, 2, R_MAX - 1)
