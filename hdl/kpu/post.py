@@ -417,7 +417,7 @@ def sequencer(m, mp, ctx, stall, *, lanes, post_lanes, max_width, gate):
                 mp.d.sync += pg.eq(0)
                 with mp.If(~pad_row):
                     # A pulse (comb, so the stall must gate it): the row's last output issues.
-                    m.d.comb += ctx.row_freed.eq(~stall)
+                    mp.d.comb += ctx.row_freed.eq(~stall)
                 with mp.If(pad_row | ((py == ctx.d.i_col_high) & ~s1_pool)):
                     mp.d.sync += posting.eq(0)
                 with mp.Else():
