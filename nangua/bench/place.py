@@ -24,7 +24,10 @@ from .synth import synthesize
 __all__ = ["DEVICES", "PinHarness", "place", "utilisation"]
 
 #: nextpnr's timing estimate: ``Info: Max frequency for clock 'clk': 28.85 MHz (FAIL at 50 MHz)``.
-FMAX_LINE = re.compile(r"^Info: Max frequency for clock '[^']*': ([\d.]+) MHz", re.MULTILINE)
+#: The last one is the final figure: after routing nextpnr prints it as a warning when the
+#: clock misses its target (``Warning: Max frequency for clock ...: 19.59 MHz (FAIL at 50 MHz)``).
+FMAX_LINE = re.compile(r"^(?:Info|Warning): Max frequency for clock '[^']*': ([\d.]+) MHz",
+                       re.MULTILINE)
 #: nextpnr's packing summary, ``Info: \t  ICESTORM_LC:   10503/   5280   198%``: printed before
 #: placement, so it also says how far a design that does not fit is over.
 UTILISATION_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%$", re.MULTILINE)
