@@ -530,7 +530,7 @@ class KpuEngine(wiring.Component):
         # value, 3×3) or rows past the last channel (0, 1×1), whatever their bytes: the
         # column leaving the emitter takes the pad byte for them (a byte, not a row of them).
         FillMeta = data.StructLayout({
-            "y": 10, "slot": range(ACC_ROWS), "e": 11, "k": n_blocks.shape(),
+            "slot": range(ACC_ROWS), "e": 11, "k": n_blocks.shape(),
             "ncols": range(B + 1), "last_e": 1, "last_block": 1, "group_last": 1,
             "ok": R_MAX,
         })
@@ -656,7 +656,7 @@ class KpuEngine(wiring.Component):
             with m.If(fr == fr_first):
                 m.d.sync += [
                     fill_state.eq(1), lb_slot.eq(fb),
-                    fill_meta.y.eq(fy), fill_meta.slot.eq(fslot), fill_meta.e.eq(fe),
+                    fill_meta.slot.eq(fslot), fill_meta.e.eq(fe),
                     fill_meta.k.eq(fk),
                     # The row's last block holds the columns left: (W − 1) mod B + 1.
                     fill_meta.ncols.eq(Mux(last_block, (W - 1)[:log_b] + 1, B)),

@@ -377,6 +377,12 @@ def _s1_pool(pool):
     return (pool == Pool.MEAN_2_S1) | (pool == Pool.MAX_2_S1)
 
 
+def _last_x(ctx, pad_row):
+    """The last column the post stage walks in a row: W − 1, or the pad column W of a stride-1
+    pool (not on its pad row)."""
+    return Mux(_s1_pool(ctx.pool) & ~pad_row, ctx.W, ctx.d.i_row_wid)
+
+
 def sequencer(m, mp, ctx, stall, *, lanes, post_lanes, max_width, gate):
     """Walk the accumulator rows in order, lane groups, columns (+ pad column / pad row for the
     stride-1 pools), issuing one output position on each cycle ``gate`` is 1 and a row is
@@ -400,7 +406,7 @@ def sequencer(m, mp, ctx, stall, *, lanes, post_lanes, max_width, gate):
     # W − 1 and H − 1 are the descriptor's fields.
     pad_row = Signal()
     m.d.comb += pad_row.eq(py == H)
-    last_x = Mux(s1_pool & ~pad_row, W, ctx.d.i_row_wid)
+    last_x = _last_x(ctx, pad_row)
     last_g = Signal(range(NG))
     m.d.comb += last_g.eq((ctx.lanes_active - 1) // Q)
     row_ready = ctx.tables_ready & ((py != ctx.rows_done) | pad_row)
@@ -703,7 +709,7 @@ def serial_front_end(m, mp, ctx, stall, *, max_width, platform):
     with mp.If(ctx.run_start):
         mp.d.sync += [u_x.eq(0), u_y.eq(0)]
     with mp.Elif(meta_u.kind.valid):
-        with mp.If(u_x == Mux(_s1_pool(ctx.pool) & ~u_pad_row, ctx.W, ctx.d.i_row_wid)):
+        with mp.If(u_x == _last_x(ctx, u_pad_row)):
             mp.d.sync += [u_x.eq(0), u_y.eq(u_y + 1)]
         with mp.Else():
             mp.d.sync += u_x.eq(u_x + 1)
